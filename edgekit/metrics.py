@@ -1,0 +1,36 @@
+"""Drift figures between an INT8 artifact and its FP32 reference (numpy only)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    top = np.argsort(-logits, axis=1)[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def drift(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """Agreement, top-1/top-5 against labels where known, logit SQNR and mean KL(fp32 || int8)."""
+    n = len(fp32)
+    same = fp32.argmax(1) == int8.argmax(1)
+    p, q = _softmax(fp32.astype(np.float64)), _softmax(int8.astype(np.float64))
+    kl = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
+    err = float(((fp32 - int8) ** 2).sum())
+    out = {"images": int(n), "top1_agreement": float(same.mean()), "disagreements": int((~same).sum()),
+           "logit_sqnr_db": float(10 * np.log10(float((fp32 ** 2).sum()) / err)) if err > 0 else float("inf"),
+           "mean_kl": kl, "max_abs_logit_diff": float(np.abs(fp32 - int8).max())}
+    if labels is not None and len(labels) == n and (labels >= 0).any():
+        known = labels >= 0
+        y = labels[known]
+        out["labelled_images"] = int(known.sum())
+        for name, logits in (("fp32", fp32[known]), ("int8", int8[known])):
+            out[f"top1_{name}"] = topk_hits(logits, y, 1)
+            out[f"top5_{name}"] = topk_hits(logits, y, 5)
+        out["top1_drop_points"] = 100.0 * (out["top1_fp32"] - out["top1_int8"])
+    return out

@@ -1,0 +1,286 @@
+"""`edgekit build`: the staged, cached pipeline, as plain functions.
+
+variant + weights -> export (FP32 ONNX, checked vs PyTorch) -> quantize (INT8 QDQ) -> target backend -> validate
+(INT8 vs FP32 on held-out images, with the target's runtime) -> bundle. Each stage is a cache entry keyed by what it
+depends on; the bundle is assembled in a temporary directory and renamed into place.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__, arch, backends, cache, calibration_sets, contract, export, imagesets, manifest, metrics
+from . import preprocess, quantize, runtimes
+from .calibration_sets import Selection
+from .target_table import Target
+from .variants import Variant
+from .weights import WeightsRef
+
+MIN_CALIB_IMAGES = 10
+PARITY_IMAGES = 8
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    variant: Variant
+    target: Target
+    weights: WeightsRef
+    selection: Selection
+    quant: quantize.QuantOptions
+    out_dir: Path
+
+
+@dataclass
+class StageLog:
+    """Stage name -> (seconds, cached); the CLI prints it and the manifest records it."""
+
+    stages: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float, cached: bool) -> None:
+        self.stages[name] = {"seconds": round(seconds, 3), "cached": cached}
+
+
+Progress = Callable[[str, int | None], Callable[[int], None]]  # (stage label, total) -> advance(n)
+
+
+def _no_progress(label: str, total: int | None) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def tool_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "numpy", "pillow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                           timeout=5)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform()}
+
+
+def _load(samples, variant: Variant, label: str, progress: Progress) -> imagesets.Loaded:
+    advance = progress(label, len(samples))
+
+    def each(it):
+        for s in it:
+            yield s
+            advance(1)
+
+    return imagesets.load_pixels(samples, contract.preprocessing(variant), each)
+
+
+def stage_export(req: BuildRequest, c: cache.Cache, log: StageLog, progress: Progress,
+                 calib_pixels: Callable[[], np.ndarray]) -> cache.Hit:
+    from . import model as model_mod
+    from . import weights as weights_mod
+
+    tools = tool_versions()
+    parts = {"variant": req.variant.name, "weights": req.weights.sha256, "opset": export.OPSET,
+             "exporter": export.EXPORTER, "torch": tools.get("torch"), "onnx": tools.get("onnx"),
+             "onnxscript": tools.get("onnxscript"),
+             "code": cache.code_digest(model_mod, weights_mod, arch, export, contract)}
+
+    def produce(tmp: Path) -> dict:
+        progress("export: PyTorch -> ONNX (opset %d)" % export.OPSET, None)
+        net = model_mod.with_pixel_input(weights_mod.build_model(req.variant, req.weights))
+        pix_contract = contract.pixels_nchw(req.variant)
+        export.export_onnx(net, pix_contract, tmp / "model.fp32.onnx")
+        parity = export.validate_export(net, tmp / "model.fp32.onnx", calib_pixels()[:PARITY_IMAGES], pix_contract)
+        return {"graph": export.graph_report(tmp / "model.fp32.onnx"), "parity": parity, "opset": export.OPSET,
+                "exporter": export.EXPORTER}
+
+    t = time.perf_counter()
+    hit = c.run("export", parts, produce)
+    log.add("export", time.perf_counter() - t, hit.cached)
+    return hit
+
+
+def stage_quantize(req: BuildRequest, exp: cache.Hit, c: cache.Cache, log: StageLog, progress: Progress,
+                   calib: Callable[[], imagesets.Loaded]) -> cache.Hit:
+    parts = {"export": exp.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
+             "onnxruntime": tool_versions().get("onnxruntime"),
+             "code": cache.code_digest(quantize, preprocess, imagesets)}
+
+    def produce(tmp: Path) -> dict:
+        loaded = calib()
+        advance = progress(f"quantize: calibrate ({req.quant.method})", len(loaded.pixels))
+        report = quantize.quantize_qdq(exp.path / "model.fp32.onnx", tmp / "model.int8.onnx", loaded.pixels,
+                                       contract.pixels_nchw(req.variant), req.quant, advance)
+        return {**report, "skipped_unreadable": loaded.skipped, "images_used": len(loaded.pixels)}
+
+    t = time.perf_counter()
+    hit = c.run("quantize", parts, produce)
+    log.add("quantize", time.perf_counter() - t, hit.cached)
+    return hit
+
+
+def stage_target(req: BuildRequest, exp: cache.Hit, q: cache.Hit, c: cache.Cache, log: StageLog,
+                 progress: Progress) -> cache.Hit:
+    backend = backends.BACKENDS[req.target.backend]
+    parts = {"export": exp.path.name, "quantize": q.path.name, "target": req.target.name,
+             "backend": req.target.backend, "tools": tool_versions(), "code": cache.code_digest(backends, runtimes)}
+
+    def produce(tmp: Path) -> dict:
+        progress(f"target {req.target.name}: {req.target.format}", None)
+        return backend(exp.path / "model.fp32.onnx", q.path / "model.int8.onnx", tmp)
+
+    t = time.perf_counter()
+    hit = c.run(f"target-{req.target.name}", parts, produce)
+    log.add(f"target:{req.target.name}", time.perf_counter() - t, hit.cached)
+    return hit
+
+
+def stage_validate(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: StageLog, progress: Progress) -> cache.Hit:
+    parts = {"target": tgt.path.name, "val": req.selection.val_digest, "runtime": req.target.runtime,
+             "code": cache.code_digest(metrics, runtimes, preprocess, imagesets)}
+
+    def produce(tmp: Path) -> dict:
+        loaded = _load(req.selection.val, req.variant, "validate: read held-out images", progress)
+        if len(loaded.pixels) == 0:
+            return {"images": 0, "note": "no usable validation images"}
+        pix_contract = contract.pixels_nchw(req.variant)
+        x = preprocess.to_input(loaded.pixels, pix_contract)
+        logits = {}
+        for precision in ("fp32", "int8"):
+            run = runtimes.open_runner(req.target.runtime, tgt.path / tgt.meta[precision],
+                                       fp32_reference=precision == "fp32")
+            advance = progress(f"validate: {precision} on {req.target.runtime}", len(x))
+            out = []
+            for i in range(len(x)):
+                out.append(run(x[i:i + 1]))
+                advance(1)
+            logits[precision] = np.concatenate(out)
+        np.savez_compressed(tmp / "logits.npz", fp32=logits["fp32"], int8=logits["int8"], labels=loaded.labels,
+                            ids=np.array(loaded.ids))
+        return {**metrics.drift(logits["fp32"], logits["int8"], loaded.labels),
+                "skipped_unreadable": loaded.skipped}
+
+    t = time.perf_counter()
+    hit = c.run("validate", parts, produce)
+    log.add("validate", time.perf_counter() - t, hit.cached)
+    return hit
+
+
+def bundle_name(variant: Variant, target: Target) -> str:
+    return f"{variant.name}-{target.name}-int8"
+
+
+def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit, val: cache.Hit,
+                 log: StageLog, class_names: list[str]) -> Path:
+    out_root = req.out_dir
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_root))
+    except OSError as e:
+        raise BuildError(f"cannot write to output directory {out_root}: {e.strerror}") from None
+    final = out_root / bundle_name(req.variant, req.target)
+    try:
+        for name in (tgt.meta["int8"], tgt.meta["fp32"]):
+            for f in tgt.path.glob(Path(name).stem + ".*"):
+                shutil.copyfile(f, tmp / f.name)
+        (tmp / manifest.LABELS).write_text("\n".join(class_names) + "\n")
+        v = req.variant
+        weights = {"origin": req.weights.origin, "sha256": req.weights.sha256, "pretrained": req.weights.pretrained}
+        if not req.weights.pretrained:
+            weights["warning"] = ("RANDOM WEIGHTS: this bundle was built with --random-weights; it is not a trained "
+                                  "classifier and its accuracy figures are meaningless")
+        manifest.write(tmp, {
+            "name": final.name,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "edgekit": {"version": __version__, "git_commit": git_commit()},
+            "variant": {**v.to_dict(), "macs": arch.count_macs(v)},
+            "target": {"name": req.target.name, "format": req.target.format, "runtime": req.target.runtime,
+                       "device_install": req.target.device_install},
+            "precision": "int8",
+            "artifacts": {"int8": tgt.meta["int8"], "fp32": tgt.meta["fp32"]},
+            "input": contract.pixels_nchw(v),
+            "output": {"name": export.OUTPUT_NAME, "shape": [1, v.num_classes], "dtype": "float32",
+                       "meaning": "logits (before softmax) over the ImageNet-1k class index in labels.txt"},
+            "preprocessing": contract.preprocessing(v),
+            "labels": manifest.LABELS,
+            "class_names": class_names,
+            "weights": weights,
+            "export": exp.meta,
+            "calibration": {"source": req.selection.source, "digest": req.selection.calib_digest,
+                            "requested_images": len(req.selection.calib), **q.meta, **req.quant.to_dict()},
+            "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,
+                           "runtime": req.target.runtime, **val.meta},
+            "backend_checks": tgt.meta.get("checks", {}),
+            "timings": log.stages,
+            "tools": tool_versions(),
+            "build_machine": machine(),
+        })
+        if final.exists():
+            old = out_root / f".old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def build(req: BuildRequest, c: cache.Cache, class_names: list[str], progress: Progress = _no_progress,
+          ) -> tuple[Path, dict]:
+    """Run every stage (cached) and write the bundle; returns its path and manifest."""
+    log = StageLog()
+    loaded: dict[str, imagesets.Loaded] = {}
+
+    def calib() -> imagesets.Loaded:
+        if "calib" not in loaded:
+            got = _load(req.selection.calib, req.variant, "read calibration images", progress)
+            if len(got.pixels) < MIN_CALIB_IMAGES:
+                raise BuildError(f"only {len(got.pixels)} usable calibration image(s) in {req.selection.source} "
+                                 f"({len(got.skipped)} unreadable); at least {MIN_CALIB_IMAGES} are needed")
+            loaded["calib"] = got
+        return loaded["calib"]
+
+    t0 = time.perf_counter()
+    exp = stage_export(req, c, log, progress, lambda: calib().pixels)
+    q = stage_quantize(req, exp, c, log, progress, calib)
+    tgt = stage_target(req, exp, q, c, log, progress)
+    val = stage_validate(req, tgt, c, log, progress)
+    log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)
+    path = write_bundle(req, exp, q, tgt, val, log, class_names)
+    m = json.loads((path / manifest.MANIFEST).read_text())
+    return path, m

@@ -1,0 +1,44 @@
+"""The target table, loaded from one declarative TOML file per target in `targets/`."""
+from __future__ import annotations
+
+import importlib.resources
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+class UnknownTarget(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    aliases: tuple[str, ...]
+    description: str
+    format: str
+    backend: str
+    runtime: str
+    device_install: str
+    input_contract: str
+    notes: str = ""
+
+
+@lru_cache(maxsize=1)
+def targets() -> dict[str, Target]:
+    out: dict[str, Target] = {}
+    for f in sorted(importlib.resources.files("edgekit.targets").iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".toml"):
+            d = tomllib.loads(f.read_text())
+            d["aliases"] = tuple(d.get("aliases", ()))
+            out[d["name"]] = Target(**d)
+    return out
+
+
+def get_target(name: str) -> Target:
+    key = name.lower()
+    for t in targets().values():
+        if key == t.name or key in t.aliases:
+            return t
+    valid = ", ".join(f"{t.name} ({'/'.join(t.aliases)})" if t.aliases else t.name for t in targets().values())
+    raise UnknownTarget(f"unknown target '{name}': choose one of {valid}")

@@ -1,0 +1,36 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SAMPLE = SHARED / "data" / "imagenet-sample"
+CLASSES_TSV = SHARED / "data" / "imagenet-classes.tsv"
+
+needs_shared = pytest.mark.skipif(not SAMPLE.is_dir(), reason="../shared/data/imagenet-sample is absent")
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run `edgekit` as a user would (a separate process, real exit code and streams)."""
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True,
+                       env={**os.environ, **(env or {})}, cwd=REPO)
+    if check and r.returncode != 0:
+        raise AssertionError(f"edgekit {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def default_build(tmp_path_factory, cache_dir):
+    """One cold lite0 x86 build on the embedded default calibration set (20 images, for test time)."""
+    out = tmp_path_factory.mktemp("dist")
+    r = run_cli("build", "--variant", "lite0", "--target", "x86", "--num-calib", "20", "--out", str(out),
+                "--cache-dir", str(cache_dir), "--json", check=True)
+    return out / "lite0-x86-int8", r

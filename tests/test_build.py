@@ -1,0 +1,125 @@
+"""End-to-end builds through the CLI: bundle contents, OpenVINO int8 check, cache behaviour, bad inputs."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+from PIL import Image
+
+from edgekit import manifest
+from edgekit.export import TOLERANCE
+
+from .conftest import run_cli
+
+
+def test_bundle_is_complete_and_verified(default_build):
+    bundle, r = default_build
+    m = manifest.read(bundle)  # verifies every sha256
+    assert json.loads(r.stdout)["name"] == "lite0-x86-int8"
+    assert set(m["files"]) == {"model.int8.xml", "model.int8.bin", "model.fp32.xml", "model.fp32.bin", "labels.txt"}
+    assert m["artifacts"] == {"int8": "model.int8.xml", "fp32": "model.fp32.xml"}
+    assert m["input"]["layout"] == "NCHW" and m["input"]["shape"] == [1, 3, 224, 224]
+    assert len(m["class_names"]) == 1000 and m["class_names"][281] == "tabby"
+    assert (bundle / "labels.txt").read_text().splitlines()[0] == "tench"
+    assert m["weights"]["pretrained"] and "warning" not in m["weights"]
+    for key in ("torch", "onnx", "onnxruntime", "openvino"):
+        assert m["tools"][key]
+    assert m["calibration"]["digest"] and m["calibration"]["images_used"] == 20
+    assert set(m["timings"]) >= {"export", "quantize", "target:x86", "validate"}
+    assert m["validation"]["images"] > 0 and 0 <= m["validation"]["top1_agreement"] <= 1
+
+
+def test_export_is_clean_and_matches_pytorch(default_build):
+    m = manifest.read(default_build[0])
+    g = m["export"]["graph"]
+    assert g["opset"] >= 17 and g["nodes"] == 94
+    assert not {"Slice", "Concat", "Cast", "Reshape", "Transpose"} & set(g["op_counts"])
+    assert g["op_counts"].get("Pad", 0) == 1  # the stem's mean-pixel padding, by design
+    assert "BatchNormalization" not in g["op_counts"]
+    assert m["export"]["parity"]["max_abs_diff"] <= TOLERANCE
+
+
+def test_openvino_graph_runs_int8(default_build):
+    from edgekit.runtimes import openvino_conv_precisions
+
+    precisions = openvino_conv_precisions(default_build[0] / "model.int8.xml")
+    assert set(precisions) <= {"u8", "i8"} and sum(precisions.values()) == 49
+    fp32 = openvino_conv_precisions(default_build[0] / "model.fp32.xml")
+    assert not set(fp32) & {"u8", "i8"}
+
+
+def test_identical_rebuild_hits_cache_and_method_change_reuses_export(default_build, cache_dir, tmp_path):
+    args = ["build", "--variant", "lite0", "--target", "x86", "--num-calib", "20", "--out", str(tmp_path),
+            "--cache-dir", str(cache_dir), "--json"]
+    m = json.loads(run_cli(*args, check=True).stdout)
+    assert all(s["cached"] for s in m["timings"].values() if isinstance(s, dict))
+    m2 = json.loads(run_cli(*args, "--method", "entropy", check=True).stdout)
+    t = m2["timings"]
+    assert t["export"]["cached"] and not t["quantize"]["cached"] and not t["target:x86"]["cached"]
+    assert m2["calibration"]["method"] == "entropy"
+
+
+def test_corrupt_cache_entry_is_rebuilt(default_build, cache_dir, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_dir, cache)
+    victim = next((cache / "quantize").glob("*/model.int8.onnx"))
+    victim.write_bytes(victim.read_bytes()[:1000])
+    r = run_cli("build", "--variant", "lite0", "--num-calib", "20", "--out", str(tmp_path / "d"),
+                "--cache-dir", str(cache), "--json", check=True)
+    m = json.loads(r.stdout)
+    assert "corrupt cache entry" in r.stderr
+    assert m["timings"]["export"]["cached"] and not m["timings"]["quantize"]["cached"]
+    manifest.read(tmp_path / "d" / "lite0-x86-int8")
+
+
+def _one_error_line(r):
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_unknown_target_and_variant_list_valid_ones(tmp_path):
+    line = _one_error_line(run_cli("build", "--target", "gpu9", "--out", str(tmp_path)))
+    assert "unknown target 'gpu9'" in line and "x86" in line and "onnx" in line
+    line = _one_error_line(run_cli("build", "--variant", "lite7", "--out", str(tmp_path)))
+    assert "lite0, lite1, lite2, lite3, lite4" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_directory_of_corrupt_images_is_refused(tmp_path, cache_dir):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(12):
+        (bad / f"img{i}.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    Image.new("RGB", (300, 300), (200, 10, 10)).save(bad / "one_good.png")
+    r = run_cli("build", "--calib", str(bad), "--num-calib", "13", "--out", str(tmp_path / "d"),
+                "--cache-dir", str(cache_dir))
+    line = _one_error_line(r)
+    assert "only 1 usable calibration image" in line and "12 unreadable" in line
+    assert not (tmp_path / "d" / "lite0-x86-int8").exists()
+    assert not any(p.name.startswith(".tmp") for p in (tmp_path / "d").glob("*"))
+
+
+def test_unwritable_output_directory(tmp_path, default_build, cache_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file, not a directory")
+    r = run_cli("build", "--num-calib", "20", "--out", str(blocker / "dist"), "--cache-dir", str(cache_dir))
+    assert "cannot write to output directory" in _one_error_line(r)
+
+
+def test_missing_calibration_dir(tmp_path):
+    line = _one_error_line(run_cli("build", "--calib", str(tmp_path / "nope"), "--out", str(tmp_path)))
+    assert "neither a directory nor a recipe" in line
+
+
+def test_random_weights_are_said_in_plain_words(tmp_path, cache_dir):
+    r = run_cli("build", "--variant", "lite3", "--target", "onnx", "--num-calib", "10", "--num-val", "8",
+                "--out", str(tmp_path), "--cache-dir", str(cache_dir), "--json")
+    assert "--random-weights" in _one_error_line(r)
+    r = run_cli("build", "--variant", "lite3", "--target", "onnx", "--num-calib", "10", "--num-val", "8",
+                "--random-weights", "--out", str(tmp_path), "--cache-dir", str(cache_dir), "--json", check=True)
+    m = manifest.read(tmp_path / "lite3-onnx-int8")
+    assert not m["weights"]["pretrained"] and "RANDOM WEIGHTS" in m["weights"]["warning"]
+    assert set(m["files"]) == {"model.int8.onnx", "model.fp32.onnx", "labels.txt"}
+    assert "RANDOM WEIGHTS" in r.stderr
