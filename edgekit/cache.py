@@ -31,11 +31,14 @@ def key_of(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_digest(*modules) -> str:
-    """Hash of the source of the modules a stage runs, so a code change invalidates its entries."""
+def code_digest(*modules: str) -> str:
+    """Hash of the source of the edgekit modules a stage runs, so a code change invalidates its entries.
+
+    Takes module names and reads their files without importing them (importing torch would cost a cached build
+    two seconds)."""
     h = hashlib.sha256()
-    for m in modules:
-        h.update(Path(m.__file__).read_bytes())
+    for name in modules:
+        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -108,16 +108,16 @@ def _load(samples, variant: Variant, label: str, progress: Progress) -> imageset
 
 def stage_export(req: BuildRequest, c: cache.Cache, log: StageLog, progress: Progress,
                  calib_pixels: Callable[[], np.ndarray]) -> cache.Hit:
-    from . import model as model_mod
-    from . import weights as weights_mod
-
     tools = tool_versions()
     parts = {"variant": req.variant.name, "weights": req.weights.sha256, "opset": export.OPSET,
              "exporter": export.EXPORTER, "torch": tools.get("torch"), "onnx": tools.get("onnx"),
              "onnxscript": tools.get("onnxscript"),
-             "code": cache.code_digest(model_mod, weights_mod, arch, export, contract)}
+             "code": cache.code_digest("model", "weights", "arch", "export", "contract")}
 
     def produce(tmp: Path) -> dict:
+        from . import model as model_mod
+        from . import weights as weights_mod
+
         progress("export: PyTorch -> ONNX (opset %d)" % export.OPSET, None)
         net = model_mod.with_pixel_input(weights_mod.build_model(req.variant, req.weights))
         pix_contract = contract.pixels_nchw(req.variant)
@@ -136,7 +136,7 @@ def stage_quantize(req: BuildRequest, exp: cache.Hit, c: cache.Cache, log: Stage
                    calib: Callable[[], imagesets.Loaded]) -> cache.Hit:
     parts = {"export": exp.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
              "onnxruntime": tool_versions().get("onnxruntime"),
-             "code": cache.code_digest(quantize, preprocess, imagesets)}
+             "code": cache.code_digest("quantize", "preprocess", "imagesets")}
 
     def produce(tmp: Path) -> dict:
         loaded = calib()
@@ -155,7 +155,7 @@ def stage_target(req: BuildRequest, exp: cache.Hit, q: cache.Hit, c: cache.Cache
                  progress: Progress) -> cache.Hit:
     backend = backends.BACKENDS[req.target.backend]
     parts = {"export": exp.path.name, "quantize": q.path.name, "target": req.target.name,
-             "backend": req.target.backend, "tools": tool_versions(), "code": cache.code_digest(backends, runtimes)}
+             "backend": req.target.backend, "tools": tool_versions(), "code": cache.code_digest("backends", "runtimes")}
 
     def produce(tmp: Path) -> dict:
         progress(f"target {req.target.name}: {req.target.format}", None)
@@ -169,7 +169,7 @@ def stage_target(req: BuildRequest, exp: cache.Hit, q: cache.Hit, c: cache.Cache
 
 def stage_validate(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: StageLog, progress: Progress) -> cache.Hit:
     parts = {"target": tgt.path.name, "val": req.selection.val_digest, "runtime": req.target.runtime,
-             "code": cache.code_digest(metrics, runtimes, preprocess, imagesets)}
+             "code": cache.code_digest("metrics", "runtimes", "preprocess", "imagesets")}
 
     def produce(tmp: Path) -> dict:
         loaded = _load(req.selection.val, req.variant, "validate: read held-out images", progress)
@@ -247,6 +247,7 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
             "tools": tool_versions(),
             "build_machine": machine(),
         })
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be read and shipped
         if final.exists():
             old = out_root / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)

@@ -62,8 +62,8 @@ def test_identical_rebuild_hits_cache_and_method_change_reuses_export(default_bu
 def test_corrupt_cache_entry_is_rebuilt(default_build, cache_dir, tmp_path):
     cache = tmp_path / "cache"
     shutil.copytree(cache_dir, cache)
-    victim = next((cache / "quantize").glob("*/model.int8.onnx"))
-    victim.write_bytes(victim.read_bytes()[:1000])
+    for victim in (cache / "quantize").glob("*/model.int8.onnx"):
+        victim.write_bytes(victim.read_bytes()[:1000])
     r = run_cli("build", "--variant", "lite0", "--num-calib", "20", "--out", str(tmp_path / "d"),
                 "--cache-dir", str(cache), "--json", check=True)
     m = json.loads(r.stdout)
