@@ -106,8 +106,8 @@ def _summary(path: Path, m: dict) -> str:
                                              "[default: the embedded 'default' recipe]")
 @click.option("--num-calib", default=200, show_default=True, help="Number of calibration images.")
 @click.option("--num-val", default=1000, show_default=True, help="Most validation images to use.")
-@click.option("--method", default="minmax", show_default=True,
-              type=click.Choice(["minmax", "percentile", "entropy"]), help="Activation range calibration.")
+@click.option("--method", default=None, type=click.Choice(["minmax", "percentile", "entropy"]),
+              help="Activation range calibration [default: minmax, quantize.DEFAULT_METHOD].")
 @click.option("--val", "val_dir", default=None, help="Validation images (default: held out from --calib).")
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Where bundles are written.")
@@ -152,7 +152,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir,
             click.echo(f"edgekit build {v.name} -> {target.name} ({target.format}); weights: {weights.origin}",
                        err=True)
             req = pipeline.BuildRequest(v, target, weights, selection,
-                                        quantize.QuantOptions(method=method), Path(out_dir))
+                                        quantize.QuantOptions(method=method or quantize.DEFAULT_METHOD), Path(out_dir))
             t = time.perf_counter()
             path, m = pipeline.build(req, store, list(classes.names), bars)
             bars.close()

@@ -7,6 +7,7 @@ depends on; the bundle is assembled in a temporary directory and renamed into pl
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -64,6 +65,7 @@ def _no_progress(label: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
 
 
+@functools.lru_cache(maxsize=1)  # asked by every stage key; installed versions do not change within a build
 def tool_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "numpy", "pillow"):
