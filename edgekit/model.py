@@ -29,8 +29,10 @@ class Conv2dSame(nn.Conv2d):
         self.pad_value = pad_value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ph = arch.same_pads(x.shape[-2], self.kernel_size[0], self.stride[0])
-        pw = arch.same_pads(x.shape[-1], self.kernel_size[1], self.stride[1])
+        # int(): the pads are constants of a static-shape export; a traced size would turn the ceil division into
+        # ONNX integer Div, which truncates (wrong pads on odd sizes such as lite2's 65 px)
+        ph = arch.same_pads(int(x.shape[-2]), self.kernel_size[0], self.stride[0])
+        pw = arch.same_pads(int(x.shape[-1]), self.kernel_size[1], self.stride[1])
         if any(ph + pw):
             x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]), value=self.pad_value)
         return super().forward(x)

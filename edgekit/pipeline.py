@@ -113,7 +113,7 @@ def stage_export(req: BuildRequest, c: cache.Cache, log: StageLog, progress: Pro
     tools = tool_versions()
     parts = {"variant": req.variant.name, "weights": req.weights.sha256, "opset": export.OPSET,
              "exporter": export.EXPORTER, "torch": tools.get("torch"), "onnx": tools.get("onnx"),
-             "onnxscript": tools.get("onnxscript"),
+             "onnxscript": tools.get("onnxscript"), "onnxruntime": tools.get("onnxruntime"),
              "code": cache.code_digest("model", "weights", "arch", "export", "contract")}
 
     def produce(tmp: Path) -> dict:
@@ -138,7 +138,7 @@ def stage_quantize(req: BuildRequest, exp: cache.Hit, c: cache.Cache, log: Stage
                    calib: Callable[[], imagesets.Loaded]) -> cache.Hit:
     parts = {"export": exp.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
              "onnxruntime": tool_versions().get("onnxruntime"),
-             "code": cache.code_digest("quantize", "preprocess", "imagesets")}
+             "code": cache.code_digest("quantize", "saturation", "graph_sim", "preprocess", "imagesets")}
 
     def produce(tmp: Path) -> dict:
         loaded = calib()

@@ -16,9 +16,9 @@ def test_lite0_int8_agreement_on_imagenet_sample(target, tmp_path, cache_dir):
     m = json.loads(r.stdout)
     v = m["validation"]
     assert v["images"] == 300 and v["labelled_images"] == 300
-    # Measured 97.3 % on an AVX2 (non-VNNI) EPYC, where dense layers need 7-bit weights to avoid int16
-    # saturation; the 98.5 % goal is not met yet (see README, "Measured").
-    assert v["top1_agreement"] >= 0.97, v
-    assert v["top1_drop_points"] <= 1.0, v
-    assert v["logit_sqnr_db"] >= 18.0, v
+    # The goal: >= 98.5 % agreement and <= 0.5 points of top-1 lost. Logit SQNR is the steadier figure
+    # (agreement on 300 images moves in 0.33-point steps): measured ~23 dB for lite0 on this machine.
+    assert v["top1_agreement"] >= 0.985, v
+    assert v["top1_drop_points"] <= 0.5, v
+    assert v["logit_sqnr_db"] >= 21.0, v
     manifest.read(tmp_path / f"lite0-{target}-int8")
