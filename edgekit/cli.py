@@ -154,7 +154,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir,
             req = pipeline.BuildRequest(v, target, weights, selection,
                                         quantize.QuantOptions(method=method or quantize.DEFAULT_METHOD), Path(out_dir))
             t = time.perf_counter()
-            path, m = pipeline.build(req, store, list(classes.names), bars)
+            path, m = pipeline.build(req, store, list(classes.names), list(classes.wnids), bars)
             bars.close()
             click.echo(_summary(path, m) + f"\n  total {time.perf_counter() - t:.1f} s", err=True)
             results.append(m)
@@ -167,6 +167,115 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir,
             tmp_cache.cleanup()
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+
+
+def _threads(value: str) -> list[int]:
+    try:
+        out = [int(t) for t in value.split(",") if t.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        _fail(f"--threads {value!r}: give thread counts such as 1 or 1,2,4")
+    return out
+
+
+def _bench_table(r: dict) -> str:
+    lines = [f"bench {r['bundle']['name']} on {r['device']['cpu']} ({r['device']['arch']}, "
+             f"{r['device']['cores']} cores), {r['device']['runtime']} {r['device']['runtime_version']}",
+             f"  {'threads':>7} {'precision':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'min ms':>8} "
+             f"{'first ms':>9} {'GMAC/s':>7}"]
+    for t, per in r["latency"].items():
+        for p in ("int8", "fp32"):
+            s = per[p]
+            lines.append(f"  {t:>7} {p:>9} {s['p50_ms']:8.2f} {s['p90_ms']:8.2f} {s['p99_ms']:8.2f} "
+                         f"{s['min_ms']:8.2f} {s['first_inference_ms']:9.1f} {s['gmac_per_s']:7.1f}")
+        lines.append(f"  {t:>7} int8 speed-up over fp32 (p50): {per['int8_speedup']:.2f}x")
+    g = r.get("golden")
+    if g:
+        vp = g["vs_pytorch"]
+        lines.append(f"  golden set ({g['images']} inputs): top-1 agreement with PyTorch FP32: INT8 "
+                     f"{100 * vp['int8']['top1_agreement']:.2f} %, FP32 artifact {100 * vp['fp32']['top1_agreement']:.2f} %;"
+                     f" INT8 vs FP32 artifact {100 * g['int8_vs_fp32']['top1_agreement']:.2f} %, "
+                     f"SQNR {g['int8_vs_fp32']['logit_sqnr_db']:.1f} dB")
+    im = r.get("images")
+    if im:
+        line = (f"  images ({im['images']} from {im['source']}): INT8 vs FP32 agreement "
+                f"{100 * im['top1_agreement']:.2f} %, preprocessing {im['preprocess_ms_per_image']:.1f} ms/image")
+        if "top1_fp32" in im:
+            line += (f", top-1 FP32 {100 * im['top1_fp32']:.2f} % -> INT8 {100 * im['top1_int8']:.2f} %, "
+                     f"top-5 {100 * im['top5_fp32']:.2f} % -> {100 * im['top5_int8']:.2f} %")
+        lines.append(line)
+    lines.append(f"  peak resident memory {r['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="Also measure drift on these images (labels from WordNet ids, folders or labels.csv).")
+@click.option("--limit", type=int, default=None, help="Use at most this many of --images.")
+@click.option("--threads", default="1,2", show_default=True, help="Thread counts to time, comma-separated.")
+@click.option("--runs", default=50, show_default=True, help="Timed runs per precision and thread count.")
+@click.option("--warmup", default=5, show_default=True, help="Untimed runs first.")
+@click.option("--runtime", default="auto", show_default=True,
+              help="auto (the bundle's runtime), openvino or onnxruntime.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None, help="Write the report here.")
+@click.option("--history", type=click.Path(dir_okay=False), default=None,
+              help="History file to append to [default: $EDGEKIT_HISTORY or ~/.local/share/edgekit/history.jsonl].")
+def bench(bundle, images, limit, threads, runs, warmup, runtime, json_file, history) -> None:
+    """Measure a bundle on this device: latency per thread count, drift against FP32 and PyTorch."""
+    from . import bench as bench_mod
+    from .manifest import ManifestError
+
+    thread_list = _threads(threads)
+    if runs < 1 or warmup < 0:
+        _fail("--runs must be at least 1 and --warmup at least 0")
+    bars = _Bars(quiet=not sys.stderr.isatty())
+    try:
+        report = bench_mod.run(Path(bundle), thread_list, runs, warmup, runtime,
+                               Path(images) if images else None, limit, bars)
+    except (ManifestError, bench_mod.BenchError, runtimes_errors()) as e:
+        bars.close()
+        _fail(str(e))
+    bars.close()
+    path = bench_mod.append_history(report, Path(history) if history else None)
+    if json_file:
+        Path(json_file).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    click.echo(_bench_table(report))
+    click.echo(f"  appended to {path}", err=True)
+
+
+def runtimes_errors() -> type:
+    from .runtimes import RuntimeMissing
+
+    return RuntimeMissing
+
+
+@main.command()
+@click.option("--history", type=click.Path(dir_okay=False), default=None,
+              help="History file [default: $EDGEKIT_HISTORY or ~/.local/share/edgekit/history.jsonl].")
+@click.option("--last", default=20, show_default=True, help="Show the most recent N runs.")
+def report(history, last) -> None:
+    """Compare bench runs across devices and days (from the history file)."""
+    from . import bench as bench_mod
+
+    try:
+        runs = bench_mod.read_history(Path(history) if history else None)
+    except bench_mod.BenchError as e:
+        _fail(str(e))
+    if not runs:
+        _fail(f"no bench runs recorded in {history or bench_mod.history_path()}; run edgekit bench first")
+    click.echo(f"{'time':20} {'bundle':18} {'device':34} {'runtime':18} {'thr':>3} {'int8 p50':>9} "
+               f"{'fp32 p50':>9} {'speedup':>7} {'agree vs PT':>11}")
+    for r in runs[-last:]:
+        d = r["device"]
+        g = r.get("golden") or {}
+        agree = g.get("vs_pytorch", {}).get("int8", {}).get("top1_agreement")
+        for t, per in r["latency"].items():
+            click.echo(f"{r['time'][:19]:20} {r['bundle']['name'][:18]:18} {(d['cpu'] or '')[:34]:34} "
+                       f"{(d['runtime'] + ' ' + str(d['runtime_version']))[:18]:18} {t:>3} "
+                       f"{per['int8']['p50_ms']:8.2f}m {per['fp32']['p50_ms']:8.2f}m {per['int8_speedup']:6.2f}x "
+                       f"{'' if agree is None else f'{100 * agree:10.2f}%':>11}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from .weights import WeightsRef
 
 MIN_CALIB_IMAGES = 10
 PARITY_IMAGES = 8
+GOLDEN_FILE = "golden.npz"
+GOLDEN_IMAGES = 32  # preprocessed validation inputs carried in the bundle, with PyTorch's logits
 
 
 class BuildError(RuntimeError):
@@ -200,12 +202,55 @@ def stage_validate(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: Stage
     return hit
 
 
+def stage_golden(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: StageLog, progress: Progress) -> cache.Hit:
+    """The bundle's self-check: the first validation inputs, already preprocessed (uint8 pixels), with the PyTorch
+    FP32 logits, so a board with no images still measures drift against PyTorch (`edgekit bench`). The same figures
+    with the target runtime on this machine go into the manifest for comparison."""
+    parts = {"target": tgt.path.name, "weights": req.weights.sha256, "val": req.selection.val_digest,
+             "images": GOLDEN_IMAGES, "torch": tool_versions().get("torch"),
+             "code": cache.code_digest("model", "weights", "arch", "contract", "preprocess", "imagesets", "metrics",
+                                       "runtimes")}
+
+    def produce(tmp: Path) -> dict:
+        import torch
+
+        from . import model as model_mod
+        from . import weights as weights_mod
+
+        loaded = _load(req.selection.val[:GOLDEN_IMAGES], req.variant, "golden set: PyTorch FP32 logits", progress)
+        if len(loaded.pixels) == 0:
+            return {"images": 0}
+        x = preprocess.to_input(loaded.pixels, contract.pixels_nchw(req.variant))
+        net = model_mod.with_pixel_input(weights_mod.build_model(req.variant, req.weights)).eval()
+        with torch.inference_mode():
+            ref = net(torch.from_numpy(x)).numpy()
+        np.savez_compressed(tmp / GOLDEN_FILE, pixels=loaded.pixels, torch_logits=ref, labels=loaded.labels,
+                            ids=np.array(loaded.ids))
+        out = runtime_logits(req.target.runtime, tgt.path, tgt.meta, x)
+        return {"images": int(len(x)), "file": GOLDEN_FILE,
+                "build_time_vs_pytorch": {p: metrics.drift(ref, out[p], loaded.labels) for p in out}}
+
+    t = time.perf_counter()
+    hit = c.run("golden", parts, produce)
+    log.add("golden", time.perf_counter() - t, hit.cached)
+    return hit
+
+
+def runtime_logits(runtime: str, root: Path, artifacts: dict, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Both artifacts' logits with the device runtime at its default threading, one image at a time."""
+    out = {}
+    for precision in ("int8", "fp32"):
+        run = runtimes.open_runner(runtime, root / artifacts[precision], fp32_reference=precision == "fp32")
+        out[precision] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+    return out
+
+
 def bundle_name(variant: Variant, target: Target) -> str:
     return f"{variant.name}-{target.name}-int8"
 
 
 def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit, val: cache.Hit,
-                 log: StageLog, class_names: list[str]) -> Path:
+                 gold: cache.Hit, log: StageLog, class_names: list[str], class_wnids: list[str]) -> Path:
     out_root = req.out_dir
     try:
         out_root.mkdir(parents=True, exist_ok=True)
@@ -218,6 +263,8 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
             for f in tgt.path.glob(Path(name).stem + ".*"):
                 shutil.copyfile(f, tmp / f.name)
         (tmp / manifest.LABELS).write_text("\n".join(class_names) + "\n")
+        if gold.meta.get("images"):
+            shutil.copyfile(gold.path / GOLDEN_FILE, tmp / GOLDEN_FILE)
         v = req.variant
         weights = {"origin": req.weights.origin, "sha256": req.weights.sha256, "pretrained": req.weights.pretrained}
         if not req.weights.pretrained:
@@ -238,12 +285,14 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
             "preprocessing": contract.preprocessing(v),
             "labels": manifest.LABELS,
             "class_names": class_names,
+            "class_wnids": class_wnids,
             "weights": weights,
             "export": exp.meta,
             "calibration": {"source": req.selection.source, "digest": req.selection.calib_digest,
                             "requested_images": len(req.selection.calib), **q.meta, **req.quant.to_dict()},
             "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,
                            "runtime": req.target.runtime, **val.meta},
+            "golden": gold.meta,
             "backend_checks": tgt.meta.get("checks", {}),
             "timings": log.stages,
             "tools": tool_versions(),
@@ -263,8 +312,8 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
     return final
 
 
-def build(req: BuildRequest, c: cache.Cache, class_names: list[str], progress: Progress = _no_progress,
-          ) -> tuple[Path, dict]:
+def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids: list[str],
+          progress: Progress = _no_progress) -> tuple[Path, dict]:
     """Run every stage (cached) and write the bundle; returns its path and manifest."""
     log = StageLog()
     loaded: dict[str, imagesets.Loaded] = {}
@@ -283,7 +332,8 @@ def build(req: BuildRequest, c: cache.Cache, class_names: list[str], progress: P
     q = stage_quantize(req, exp, c, log, progress, calib)
     tgt = stage_target(req, exp, q, c, log, progress)
     val = stage_validate(req, tgt, c, log, progress)
+    gold = stage_golden(req, tgt, c, log, progress)
     log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)
-    path = write_bundle(req, exp, q, tgt, val, log, class_names)
+    path = write_bundle(req, exp, q, tgt, val, gold, log, class_names, class_wnids)
     m = json.loads((path / manifest.MANIFEST).read_text())
     return path, m

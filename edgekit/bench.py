@@ -1,0 +1,191 @@
+"""`edgekit bench`: latency and drift of a bundle, measured on the device that runs it.
+
+Device side: numpy, Pillow and the bundle's runtime only (never torch or onnx). The input contract comes from the
+manifest; the runtime from the manifest's target unless overridden.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import imagesets, manifest, metrics, preprocess, runtimes
+
+GOLDEN_FILE = "golden.npz"
+RUNTIME_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def history_path() -> Path:
+    env = os.environ.get("EDGEKIT_HISTORY")
+    return Path(env) if env else Path.home() / ".local" / "share" / "edgekit" / "history.jsonl"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key = line.split(":")[0].strip().lower()
+            if key in ("model name", "hardware", "cpu model"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(runtime: str) -> dict:
+    try:
+        rt_version = version(RUNTIME_PACKAGES.get(runtime, runtime))
+    except PackageNotFoundError:
+        rt_version = None
+    return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count(), "os": platform.platform(),
+            "python": platform.python_version(), "runtime": runtime, "runtime_version": rt_version,
+            "hostname": platform.node()}
+
+
+def summarize(times_s: list[float]) -> dict:
+    ms = np.asarray(times_s) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "std_ms": float(ms.std()),
+            "min_ms": float(ms.min()), "runs": int(len(ms))}
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return round(kb / 1024, 1)
+
+
+def latency(runtime: str, bundle: Path, artifacts: dict, x: np.ndarray, threads: int, runs: int, warmup: int,
+            tick: Callable[[int], None]) -> dict:
+    """Both precisions at one thread count, runs interleaved (int8, fp32, int8, ...) so drift in machine load hits
+    both alike. Time to first inference = load/compile + first invoke."""
+    runners, first = {}, {}
+    for p in ("int8", "fp32"):
+        t = time.perf_counter()
+        runners[p] = runtimes.open_runner(runtime, bundle / artifacts[p], threads=threads,
+                                          fp32_reference=p == "fp32")
+        runners[p](x)
+        first[p] = time.perf_counter() - t
+    for _ in range(warmup):
+        for p in runners:
+            runners[p](x)
+    times: dict[str, list[float]] = {p: [] for p in runners}
+    for _ in range(runs):
+        for p in runners:
+            t = time.perf_counter()
+            runners[p](x)
+            times[p].append(time.perf_counter() - t)
+        tick(1)
+    return {p: {**summarize(times[p]), "first_inference_ms": first[p] * 1e3} for p in runners}
+
+
+def golden_drift(bundle: Path, m: dict, runtime: str) -> dict | None:
+    """INT8 and FP32 artifacts against the PyTorch FP32 logits recorded at build time, on the carried inputs."""
+    path = bundle / GOLDEN_FILE
+    if not path.is_file():
+        return None
+    g = np.load(path)
+    x = preprocess.to_input(g["pixels"], m["input"])
+    out = {}
+    for p in ("int8", "fp32"):
+        run = runtimes.open_runner(runtime, bundle / m["artifacts"][p], fp32_reference=p == "fp32")
+        out[p] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+    return {"images": int(len(x)),
+            "vs_pytorch": {p: metrics.drift(g["torch_logits"], out[p], g["labels"]) for p in out},
+            "int8_vs_fp32": metrics.drift(out["fp32"], out["int8"], g["labels"])}
+
+
+def image_drift(bundle: Path, m: dict, runtime: str, images: Path, limit: int | None) -> dict:
+    """INT8 vs the bundle's FP32 artifact on a folder of images (labels from WordNet ids, folders or labels.csv)."""
+    wnids = {w: i for i, w in enumerate(m.get("class_wnids") or [])}
+    samples = imagesets.directory_samples(images, wnids.get)
+    if not samples:
+        raise BenchError(f"no images (jpg/png/webp/bmp) found under {images}")
+    samples = samples[:limit] if limit else samples
+    t = time.perf_counter()
+    loaded = imagesets.load_pixels(samples, m["preprocessing"])
+    prep_s = time.perf_counter() - t
+    if len(loaded.pixels) == 0:
+        raise BenchError(f"none of the {len(samples)} images under {images} could be read")
+    x = preprocess.to_input(loaded.pixels, m["input"])
+    out = {}
+    for p in ("int8", "fp32"):
+        run = runtimes.open_runner(runtime, bundle / m["artifacts"][p], fp32_reference=p == "fp32")
+        out[p] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+    labels = loaded.labels if (loaded.labels >= 0).any() else None
+    return {"source": str(images), "preprocess_ms_per_image": 1e3 * prep_s / len(samples),
+            "skipped_unreadable": loaded.skipped, **metrics.drift(out["fp32"], out["int8"], labels)}
+
+
+def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str = "auto",
+        images: Path | None = None, limit: int | None = None,
+        progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> dict:
+    bundle = Path(bundle)
+    m = manifest.read(bundle)  # verifies every file's sha256
+    rt = m["target"]["runtime"] if runtime == "auto" else runtime
+    if rt not in runtimes.RUNTIMES:
+        raise BenchError(f"unknown runtime '{rt}': choose auto or one of {', '.join(runtimes.RUNTIMES)}")
+    progress = progress or (lambda label, total: (lambda n: None))
+    golden = None
+    if (bundle / GOLDEN_FILE).is_file():
+        g = np.load(bundle / GOLDEN_FILE)
+        x = preprocess.to_input(g["pixels"][:1], m["input"])
+    else:
+        x = np.zeros(m["input"]["shape"], np.dtype(m["input"]["dtype"]))
+    lat = {}
+    for t in threads:
+        tick = progress(f"latency: {t} thread(s), int8 and fp32 interleaved", runs)
+        lat[str(t)] = latency(rt, bundle, m["artifacts"], x, t, runs, warmup, tick)
+        for p in lat[str(t)].values():
+            p["gmac_per_s"] = m["variant"]["macs"] / (p["p50_ms"] / 1e3) / 1e9
+        lat[str(t)]["int8_speedup"] = lat[str(t)]["fp32"]["p50_ms"] / lat[str(t)]["int8"]["p50_ms"]
+    progress("drift: golden set", None)
+    golden = golden_drift(bundle, m, rt)
+    report = {
+        "kind": "edgekit-bench",
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "bundle": {"name": m["name"], "path": str(bundle.resolve()), "variant": m["variant"]["name"],
+                   "target": m["target"]["name"], "manifest_sha256": manifest.file_sha256(bundle / manifest.MANIFEST)},
+        "device": device_info(rt),
+        "settings": {"threads": threads, "runs": runs, "warmup": warmup, "batch": 1},
+        "latency": lat,
+        "golden": golden,
+        "build_time_golden": (m.get("golden") or {}).get("build_time_vs_pytorch"),
+    }
+    if images is not None:
+        progress(f"drift: images in {images}", None)
+        report["images"] = image_drift(bundle, m, rt, Path(images), limit)
+    report["peak_rss_mb"] = _peak_rss_mb()
+    return report
+
+
+def append_history(report: dict, path: Path | None = None) -> Path:
+    path = path or history_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(report, default=str) + "\n")
+    return path
+
+
+def read_history(path: Path | None = None) -> list[dict]:
+    path = path or history_path()
+    if not path.is_file():
+        return []
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise BenchError(f"{path}:{n} is not valid JSON; fix or remove that line") from None
+    return out

@@ -1,0 +1,106 @@
+"""`edgekit bench` and `edgekit report` on a real bundle: latency, drift against the golden set, history, errors,
+and the harness in an environment with no torch and no onnx (the slim device install)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import REPO, SAMPLE, needs_shared, run_cli
+
+
+@pytest.fixture()
+def history(tmp_path) -> dict:
+    return {"EDGEKIT_HISTORY": str(tmp_path / "history.jsonl")}
+
+
+def test_bench_reports_latency_and_golden_drift_equal_to_build_time(default_build, tmp_path, history):
+    bundle, _ = default_build
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", str(bundle), "--runs", "5", "--warmup", "1", "--threads", "1,2", "--json", str(out),
+                env=history, check=True)
+    rep = json.loads(out.read_text())
+    assert set(rep["latency"]) == {"1", "2"}
+    for per in rep["latency"].values():
+        for p in ("int8", "fp32"):
+            s = per[p]
+            assert 0 < s["min_ms"] <= s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] and s["runs"] == 5
+            assert s["first_inference_ms"] > 0 and s["gmac_per_s"] > 0
+    assert rep["device"]["runtime"] == "openvino" and rep["device"]["runtime_version"]
+    assert rep["peak_rss_mb"] > 0
+    g, built = rep["golden"], rep["build_time_golden"]
+    assert g["images"] == 32
+    for p in ("int8", "fp32"):  # same inputs, same runtime: the same figures as at build time
+        assert g["vs_pytorch"][p]["top1_agreement"] == built[p]["top1_agreement"]
+        assert abs(g["vs_pytorch"][p]["logit_sqnr_db"] - built[p]["logit_sqnr_db"]) < 0.01
+    assert g["vs_pytorch"]["fp32"]["max_abs_logit_diff"] < 1e-3  # the FP32 artifact is PyTorch, in OpenVINO
+    assert "int8 speed-up" in r.stdout and "golden set (32 inputs)" in r.stdout
+    lines = Path(history["EDGEKIT_HISTORY"]).read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["bundle"]["name"] == "lite0-x86-int8"
+    rep2 = run_cli("report", env=history, check=True)
+    assert "lite0-x86-int8" in rep2.stdout and len(rep2.stdout.splitlines()) == 3  # header + one row per thread
+
+
+@needs_shared
+def test_bench_on_labelled_images(default_build, tmp_path, history):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for f in sorted(SAMPLE.iterdir())[:6]:
+        shutil.copy(f, images / f.name)
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "bench.json"
+    run_cli("bench", str(default_build[0]), "--images", str(images), "--runs", "2", "--threads", "1",
+            "--json", str(out), env=history, check=True)
+    im = json.loads(out.read_text())["images"]
+    assert im["images"] == 6 and im["labelled_images"] == 6 and im["skipped_unreadable"] == ["broken.jpg"]
+    assert 0 <= im["top1_int8"] <= 1 and im["preprocess_ms_per_image"] > 0
+
+
+def test_bench_bad_inputs(default_build, tmp_path, history):
+    r = run_cli("bench", str(tmp_path), env=history)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not an edgekit bundle" in r.stderr
+    r = run_cli("bench", str(default_build[0]), "--threads", "0", env=history)
+    assert r.returncode == 2 and "--threads" in r.stderr
+    r = run_cli("bench", str(default_build[0]), "--runtime", "tensorrt", env=history)
+    assert r.returncode == 2 and "unknown runtime" in r.stderr
+    tampered = tmp_path / "tampered"
+    shutil.copytree(default_build[0], tampered)
+    with open(tampered / "model.int8.bin", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00" * 16)
+    r = run_cli("bench", str(tampered), env=history)
+    assert r.returncode == 2 and "does not match its sha256" in r.stderr
+    assert not Path(history["EDGEKIT_HISTORY"]).exists()  # failed runs are not recorded
+    r = run_cli("report", env=history)
+    assert r.returncode == 2 and "no bench runs" in r.stderr
+
+
+@pytest.fixture(scope="session")
+def slim_env(tmp_path_factory) -> Path:
+    """A venv with the documented device install only: pip install 'edgekit[device-openvino]'."""
+    venv = tmp_path_factory.mktemp("slim") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{REPO}[device-openvino]"],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    return venv
+
+
+def test_harness_runs_without_torch_or_onnx(slim_env, default_build, tmp_path):
+    py = str(slim_env / "bin" / "python")
+    missing = subprocess.run([py, "-c", "import importlib.util as u; print([m for m in ('torch', 'onnx', "
+                              "'onnxruntime') if u.find_spec(m)])"], capture_output=True, text=True, check=True)
+    assert missing.stdout.strip() == "[]"
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")}
+    r = subprocess.run([str(slim_env / "bin" / "edgekit"), "bench", str(default_build[0]), "--runs", "3",
+                        "--threads", "1", "--json", str(out)], capture_output=True, text=True, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["golden"]["vs_pytorch"]["int8"]["top1_agreement"] == rep["build_time_golden"]["int8"]["top1_agreement"]
+    assert np.isfinite(rep["latency"]["1"]["int8"]["p50_ms"])
