@@ -222,19 +222,44 @@ def _bench_table(r: dict) -> str:
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None, help="Write the report here.")
 @click.option("--history", type=click.Path(dir_okay=False), default=None,
               help="History file to append to [default: $EDGEKIT_HISTORY or ~/.local/share/edgekit/history.jsonl].")
-def bench(bundle, images, limit, threads, runs, warmup, runtime, json_file, history) -> None:
-    """Measure a bundle on this device: latency per thread count, drift against FP32 and PyTorch."""
+@click.option("--device", default=None, help="Run on a remote board: ssh://[user@]host[:port] (--images is then a "
+                                              "directory on the board).")
+@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
+              help="ssh config file for --device [default: ssh's own, ~/.ssh/config].")
+@click.option("--remote-edgekit", default="edgekit", show_default=True,
+              help="The edgekit command on the board.")
+@click.option("--remote-dir", default=".cache/edgekit/remote-bundles", show_default=True,
+              help="Where bundles are copied on the board (relative: under the remote home).")
+def bench(bundle, images, limit, threads, runs, warmup, runtime, json_file, history, device, ssh_config,
+          remote_edgekit, remote_dir) -> None:
+    """Measure a bundle on this device (or a remote board): latency per thread count, drift against FP32 and
+    PyTorch."""
     from . import bench as bench_mod
-    from .manifest import ManifestError
+    from . import remote
+    from .manifest import ManifestError, file_sha256, read
 
     thread_list = _threads(threads)
     if runs < 1 or warmup < 0:
         _fail("--runs must be at least 1 and --warmup at least 0")
     bars = _Bars(quiet=not sys.stderr.isatty())
     try:
-        report = bench_mod.run(Path(bundle), thread_list, runs, warmup, runtime,
-                               Path(images) if images else None, limit, bars)
-    except (ManifestError, bench_mod.BenchError, runtimes_errors()) as e:
+        if device:
+            dev = remote.parse_device(device, ssh_config)
+            read(Path(bundle))  # verify before shipping it
+            args = ["--threads", threads, "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
+            args += ["--images", images] if images else []
+            args += ["--limit", str(limit)] if limit else []
+            click.echo(f"bench {Path(bundle).name} on {dev.url}", err=True)
+            raw = remote.bench(dev, Path(bundle), file_sha256(Path(bundle) / "manifest.json"), args, remote_edgekit,
+                               remote_dir)
+            try:
+                report = {**json.loads(raw), "remote": dev.url}
+            except json.JSONDecodeError:
+                raise remote.RemoteError(f"{dev.url} returned a report that is not JSON") from None
+        else:
+            report = bench_mod.run(Path(bundle), thread_list, runs, warmup, runtime,
+                                   Path(images) if images else None, limit, bars)
+    except (ManifestError, bench_mod.BenchError, runtimes_errors(), remote.RemoteError) as e:
         bars.close()
         _fail(str(e))
     bars.close()

@@ -104,3 +104,104 @@ def test_harness_runs_without_torch_or_onnx(slim_env, default_build, tmp_path):
     rep = json.loads(out.read_text())
     assert rep["golden"]["vs_pytorch"]["int8"]["top1_agreement"] == rep["build_time_golden"]["int8"]["top1_agreement"]
     assert np.isfinite(rep["latency"]["1"]["int8"]["p50_ms"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (generated host and user keys, a high port) standing in for a board."""
+    import getpass
+    import socket
+    import time
+
+    exe = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(exe).exists():
+        pytest.skip("sshd is not installed here (.ci/run installs openssh-server)")
+    d = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "user_key", "stranger_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+    shutil.copy(d / "user_key.pub", d / "authorized_keys")
+    (d / "authorized_keys").chmod(0o600)
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        f"PidFile {d / 'sshd.pid'}\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
+        f"SetEnv EDGEKIT_HISTORY={d / 'board-history.jsonl'}\n")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    proc = subprocess.Popen([exe, "-D", "-e", "-f", str(d / "sshd_config")], stderr=open(d / "sshd.log", "w"))
+    host_pub = (d / "host_key.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    user = getpass.getuser()
+    for name, key in (("ssh_config", "user_key"), ("stranger_config", "stranger_key")):
+        (d / name).write_text(f"Host *\n  IdentityFile {d / key}\n  IdentitiesOnly yes\n"
+                              f"  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n")
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
+    yield {"url": f"ssh://{user}@127.0.0.1:{port}", "dir": d, "port": port, "user": user}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_bench_on_a_remote_board_over_ssh(sshd, slim_env, default_build, tmp_path, history):
+    """The board runs the slim install (no torch); the report comes back and lands in the local history."""
+    out = tmp_path / "remote.json"
+    r = run_cli("bench", str(default_build[0]), "--device", sshd["url"], "--ssh-config",
+                str(sshd["dir"] / "ssh_config"), "--remote-edgekit", str(slim_env / "bin" / "edgekit"),
+                "--remote-dir", str(tmp_path / "board"), "--runs", "3", "--threads", "1", "--json", str(out),
+                env=history, check=True)
+    rep = json.loads(out.read_text())
+    assert rep["remote"] == sshd["url"] and rep["device"]["runtime"] == "openvino"
+    assert rep["golden"]["vs_pytorch"]["int8"]["top1_agreement"] == rep["build_time_golden"]["int8"]["top1_agreement"]
+    copied = list((tmp_path / "board").glob("lite0-x86-int8-*/manifest.json"))
+    assert len(copied) == 1
+    assert json.loads(Path(history["EDGEKIT_HISTORY"]).read_text().splitlines()[-1])["remote"] == sshd["url"]
+    assert (sshd["dir"] / "board-history.jsonl").is_file()  # the board kept its own record too
+    assert "int8 speed-up" in r.stdout
+
+
+def test_remote_failures_are_clear_and_bounded(sshd, default_build, tmp_path, history):
+    import time
+
+    cfg = ["--ssh-config", str(sshd["dir"] / "ssh_config"), "--remote-dir", str(tmp_path / "board")]
+    t = time.perf_counter()
+    r = run_cli("bench", str(default_build[0]), "--device", f"ssh://{sshd['user']}@127.0.0.1:{_free_port()}",
+                *cfg, env=history)
+    assert r.returncode == 2 and "ssh to" in r.stderr and "refused" in r.stderr.lower()
+    assert r.stderr.splitlines()[-1].startswith("error:") and r.stderr.count("error:") == 1
+    assert time.perf_counter() - t < 30
+    r = run_cli("bench", str(default_build[0]), "--device", sshd["url"], "--ssh-config",
+                str(sshd["dir"] / "stranger_config"), "--remote-dir", str(tmp_path / "board"), env=history)
+    assert r.returncode == 2 and "permission denied" in r.stderr.lower()
+    r = run_cli("bench", str(default_build[0]), "--device", sshd["url"], *cfg, "--remote-edgekit",
+                "/nonexistent/bin/edgekit", env=history)
+    assert r.returncode == 2 and "edgekit is not installed on" in r.stderr
+    r = run_cli("bench", str(default_build[0]), "--device", "http://board", env=history)
+    assert r.returncode == 2 and "ssh://" in r.stderr
+    # a board that stops answering: the server accepts the connection but never speaks
+    import signal
+
+    pid = int((sshd["dir"] / "sshd.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = time.perf_counter()
+        r = run_cli("bench", str(default_build[0]), "--device", sshd["url"], *cfg, env=history)
+        took = time.perf_counter() - t
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert r.returncode == 2 and "ssh to" in r.stderr and took < 60, (took, r.stderr)
+    assert not Path(history["EDGEKIT_HISTORY"]).exists()
