@@ -210,7 +210,7 @@ def _bench_table(r: dict) -> str:
 
 
 @main.command()
-@click.argument("bundle", type=click.Path(file_okay=False))
+@click.argument("bundle", type=click.Path(file_okay=False), required=False)
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="Also measure drift on these images (labels from WordNet ids, folders or labels.csv).")
 @click.option("--limit", type=int, default=None, help="Use at most this many of --images.")
@@ -230,44 +230,123 @@ def _bench_table(r: dict) -> str:
               help="The edgekit command on the board.")
 @click.option("--remote-dir", default=".cache/edgekit/remote-bundles", show_default=True,
               help="Where bundles are copied on the board (relative: under the remote home).")
+@click.option("--variant", "variant_name", default=None,
+              help="Matrix mode instead of BUNDLE: lite0..lite4 or 'all'; bundles missing from --out are built.")
+@click.option("--target", "target_name", default="x86", show_default=True, help="Matrix mode: target.")
+@click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
+              help="Matrix mode: where bundles are (and are built).")
+@click.option("--calib", default=None, help="Matrix mode: calibration source for bundles it builds.")
+@click.option("--num-calib", default=200, show_default=True, help="Matrix mode: calibration images for builds.")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Matrix mode: stage cache.")
+@click.option("--random-weights", is_flag=True,
+              help="Matrix mode: include variants with no weights (latency only; their top-1 is meaningless).")
+@click.option("--report-dir", default=None, type=click.Path(file_okay=False),
+              help="Matrix mode: where the table goes as JSON, Markdown and PNG [default: OUT/bench].")
 def bench(bundle, images, limit, threads, runs, warmup, runtime, json_file, history, device, ssh_config,
-          remote_edgekit, remote_dir) -> None:
+          remote_edgekit, remote_dir, variant_name, target_name, out_dir, calib, num_calib, cache_dir,
+          random_weights, report_dir) -> None:
     """Measure a bundle on this device (or a remote board): latency per thread count, drift against FP32 and
-    PyTorch."""
+    PyTorch. With --variant instead of BUNDLE: a per-variant table for one target."""
+    thread_list = _threads(threads)
+    if runs < 1 or warmup < 0:
+        _fail("--runs must be at least 1 and --warmup at least 0")
+    if bool(bundle) == bool(variant_name):
+        _fail("give either a BUNDLE directory or --variant (matrix mode), not both or neither")
+    one = dict(images=images, limit=limit, threads=threads, thread_list=thread_list, runs=runs, warmup=warmup,
+               runtime=runtime, history=history, device=device, ssh_config=ssh_config,
+               remote_edgekit=remote_edgekit, remote_dir=remote_dir)
+    if bundle:
+        report = _bench_one(Path(bundle), **one)
+        if json_file:
+            Path(json_file).write_text(json.dumps(report, indent=2, default=str) + "\n")
+        click.echo(_bench_table(report))
+        return
+
+    from . import matrix
+    from .manifest import read
+    from .target_table import UnknownTarget, get_target
+
+    try:
+        variants_ = resolve_variants(variant_name)
+        target = get_target(target_name)
+    except (UnknownVariant, UnknownTarget) as e:
+        _fail(str(e))
+    rows, reports = [], []
+    for v in variants_:
+        path = Path(out_dir) / f"{v.name}-{target.name}-int8"
+        if not (path / "manifest.json").is_file():
+            if not v.has_packaged_weights and not random_weights:
+                click.echo(f"warning: skipping {v.name}: no weights (build it with --weights, or pass "
+                           "--random-weights for latency only)", err=True)
+                continue
+            _child(["build", "--variant", v.name, "--target", target.name, "--out", out_dir,
+                    "--num-calib", str(num_calib)] + (["--calib", calib] if calib else [])
+                   + (["--cache-dir", cache_dir] if cache_dir else [])
+                   + (["--random-weights"] if random_weights and not v.has_packaged_weights else []))
+        # each measurement in its own process: peak memory and threads are the bench's alone, not the build's
+        with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as td:
+            _child(["bench", str(path), "--threads", threads, "--runs", str(runs), "--warmup", str(warmup),
+                    "--runtime", runtime, "--json", f"{td}/r.json"]
+                   + (["--history", history] if history else [])
+                   + (["--images", images] if images else []) + (["--limit", str(limit)] if limit else [])
+                   + (["--device", device, "--remote-edgekit", remote_edgekit, "--remote-dir", remote_dir]
+                      if device else []) + (["--ssh-config", ssh_config] if ssh_config else []))
+            report = json.loads(Path(td, "r.json").read_text())
+        reports.append(report)
+        rows.append(matrix.row(report, read(path, verify=False), path, str(thread_list[0])))
+    if not rows:
+        _fail("no bundle to measure")
+    d = reports[0]["device"]
+    title = (f"edgekit bench: {target.name} on {d['cpu']} ({d['cores']} cores), {d['runtime']} "
+             f"{d['runtime_version']}, {thread_list[0]} thread(s)")
+    stem = f"matrix-{target.name}"
+    paths = matrix.write(rows, Path(report_dir) if report_dir else Path(out_dir) / "bench", stem, title)
+    if json_file:
+        Path(json_file).write_text(json.dumps({"rows": rows, "reports": reports}, indent=2, default=str) + "\n")
+    click.echo(matrix.markdown(rows, title))
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()), err=True)
+
+
+def _child(args: list[str]) -> None:
+    """Run another edgekit command as a child process (its output is ours); its failure is ours too."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", *args])
+    if r.returncode != 0:
+        sys.exit(r.returncode)
+
+
+def _bench_one(bundle: Path, images, limit, threads, thread_list, runs, warmup, runtime, history, device,
+               ssh_config, remote_edgekit, remote_dir) -> dict:
+    """One bundle, here or on a remote board; appended to the history. Exits with an error line on failure."""
     from . import bench as bench_mod
     from . import remote
     from .manifest import ManifestError, file_sha256, read
 
-    thread_list = _threads(threads)
-    if runs < 1 or warmup < 0:
-        _fail("--runs must be at least 1 and --warmup at least 0")
     bars = _Bars(quiet=not sys.stderr.isatty())
     try:
         if device:
             dev = remote.parse_device(device, ssh_config)
-            read(Path(bundle))  # verify before shipping it
+            read(bundle)  # verify before shipping it
             args = ["--threads", threads, "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
             args += ["--images", images] if images else []
             args += ["--limit", str(limit)] if limit else []
-            click.echo(f"bench {Path(bundle).name} on {dev.url}", err=True)
-            raw = remote.bench(dev, Path(bundle), file_sha256(Path(bundle) / "manifest.json"), args, remote_edgekit,
-                               remote_dir)
+            click.echo(f"bench {bundle.name} on {dev.url}", err=True)
+            raw = remote.bench(dev, bundle, file_sha256(bundle / "manifest.json"), args, remote_edgekit, remote_dir)
             try:
                 report = {**json.loads(raw), "remote": dev.url}
             except json.JSONDecodeError:
                 raise remote.RemoteError(f"{dev.url} returned a report that is not JSON") from None
         else:
-            report = bench_mod.run(Path(bundle), thread_list, runs, warmup, runtime,
-                                   Path(images) if images else None, limit, bars)
+            report = bench_mod.run(bundle, thread_list, runs, warmup, runtime, Path(images) if images else None,
+                                   limit, bars)
     except (ManifestError, bench_mod.BenchError, runtimes_errors(), remote.RemoteError) as e:
         bars.close()
         _fail(str(e))
     bars.close()
     path = bench_mod.append_history(report, Path(history) if history else None)
-    if json_file:
-        Path(json_file).write_text(json.dumps(report, indent=2, default=str) + "\n")
-    click.echo(_bench_table(report))
     click.echo(f"  appended to {path}", err=True)
+    return report
 
 
 def runtimes_errors() -> type:

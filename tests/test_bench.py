@@ -205,3 +205,43 @@ def test_remote_failures_are_clear_and_bounded(sshd, default_build, tmp_path, hi
         os.kill(pid, signal.SIGCONT)
     assert r.returncode == 2 and "ssh to" in r.stderr and took < 60, (took, r.stderr)
     assert not Path(history["EDGEKIT_HISTORY"]).exists()
+
+
+def test_matrix_builds_missing_bundles_and_writes_table_and_chart(default_build, cache_dir, tmp_path, history):
+    out = tmp_path / "dist"
+    r = run_cli("bench", "--variant", "lite0", "--target", "x86", "--out", str(out), "--num-calib", "20",
+                "--cache-dir", str(cache_dir), "--runs", "3", "--threads", "1", env=history, check=True)
+    assert (out / "lite0-x86-int8" / "manifest.json").is_file()  # built (from the cache), then measured
+    rows = json.loads((out / "bench" / "matrix-x86.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["lite0"]
+    row = rows[0]
+    assert row["size_mb"] > 1 and row["int8_p50_ms"] > 0 and row["speedup"] > 0 and row["int8_gmac_per_s"] > 0
+    md = (out / "bench" / "matrix-x86.md").read_text()
+    assert "| lite0 |" in md and "| lite0 |" in r.stdout
+    from PIL import Image
+
+    if row["top1_fp32"] is not None:  # the default recipe's golden views are unlabelled: no top-1, no chart
+        assert Image.open(out / "bench" / "matrix-x86.png").size[0] > 300
+    r = run_cli("bench", "--variant", "lite3", "--target", "x86", "--out", str(out), env=history)
+    assert r.returncode == 2 and "skipping lite3: no weights" in r.stderr and "no bundle to measure" in r.stderr
+    r = run_cli("bench", str(out / "lite0-x86-int8"), "--variant", "lite0", env=history)
+    assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_matrix_chart_and_markdown_render(tmp_path):
+    from PIL import Image
+
+    from edgekit import matrix
+
+    rows = [{"variant": v, "size_mb": s, "fp32_p50_ms": f, "int8_p50_ms": i, "speedup": f / i, "top1_fp32": a,
+             "top1_int8": b, "agreement": 0.99, "int8_gmac_per_s": 10.0, "top1_source": "validation (300 images)",
+             "random_weights": False, "threads": 1}
+            for v, s, f, i, a, b in (("lite0", 5.3, 28.0, 29.0, 0.877, 0.880), ("lite1", 6.0, 41.0, 40.0, 0.88, 0.883))]
+    paths = matrix.write(rows, tmp_path, "m", "test")
+    assert set(paths) == {"json", "markdown", "png"}
+    img = Image.open(paths["png"])
+    assert img.format == "PNG" and img.size[0] >= 600
+    assert np.asarray(img.convert("L")).std() > 5  # something was drawn
+    md = paths["markdown"].read_text()
+    assert "| lite0 | 5.30 MB | 28.00 ms | 29.00 ms |" in md and "88.30 %" in md
+    assert not list(tmp_path.glob("*.tmp"))
