@@ -382,5 +382,62 @@ def report(history, last) -> None:
                        f"{'' if agree is None else f'{100 * agree:10.2f}%':>11}")
 
 
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--to", "dest", required=True, help="A directory (or file://DIR) or oci://HOST[:PORT]/REPO[:TAG] "
+                                                 "(tag default: the bundle name, e.g. lite1-arm64-int8).")
+@click.option("--force", is_flag=True, help="Replace a different bundle already under that name or tag.")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
+def publish(bundle, dest, force, insecure) -> None:
+    """Publish a verified bundle to a directory or an OCI registry (idempotent, atomic)."""
+    from . import publish as pub
+
+    try:
+        click.echo(pub.publish(Path(bundle), dest, force, insecure))
+    except pub.PublishError as e:
+        _fail(str(e))
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--to", "to_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
+              help="Directory the bundle is placed in (as TO/<bundle name>).")
+@click.option("--force", is_flag=True, help="Replace a different bundle of the same name in TO.")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
+def pull(ref, to_dir, force, insecure) -> None:
+    """Fetch a published bundle (a directory or oci://HOST/REPO:TAG), verify every file, place it atomically."""
+    from . import publish as pub
+
+    try:
+        click.echo(f"pulled {ref} to {pub.pull(ref, Path(to_dir), force, insecure)} (every file verified)")
+    except pub.PublishError as e:
+        _fail(str(e))
+
+
+@main.command(name="ls")
+@click.argument("dest")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ls_cmd(dest, insecure, as_json) -> None:
+    """List the bundles at a destination (directory or oci://HOST/REPO) with their key figures."""
+    from . import publish as pub
+
+    try:
+        rows = pub.ls(dest, insecure)
+    except pub.PublishError as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(pub.to_json(rows))
+        return
+    click.echo(f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7} {'p50 ms':>7}  created")
+    for r in rows:
+        agree = r.get("vnd.edgekit.agreement")
+        top1 = r.get("vnd.edgekit.top1")
+        click.echo(f"{r['name'][:24]:24} {r.get('vnd.edgekit.variant', ''):7} {r.get('vnd.edgekit.target', ''):7} "
+                   f"{'' if agree is None else f'{100 * float(agree):8.2f}%':>9} "
+                   f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7} "
+                   f"{r.get('vnd.edgekit.latency_p50_ms', ''):>7}  {r.get('org.opencontainers.image.created', '')}")
+
+
 if __name__ == "__main__":
     main()

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, arch, backends, cache, calibration_sets, contract, export, imagesets, manifest, metrics
-from . import preprocess, quantize, runtimes
+from . import modelcard, preprocess, quantize, runtimes
 from .calibration_sets import Selection
 from .target_table import Target
 from .variants import Variant
@@ -33,6 +33,7 @@ from .weights import WeightsRef
 MIN_CALIB_IMAGES = 10
 PARITY_IMAGES = 8
 GOLDEN_FILE = "golden.npz"
+MODEL_CARD = "README.md"
 GOLDEN_IMAGES = 32  # preprocessed validation inputs carried in the bundle, with PyTorch's logits
 
 
@@ -270,7 +271,7 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
         if not req.weights.pretrained:
             weights["warning"] = ("RANDOM WEIGHTS: this bundle was built with --random-weights; it is not a trained "
                                   "classifier and its accuracy figures are meaningless")
-        manifest.write(tmp, {
+        doc = {
             "name": final.name,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "edgekit": {"version": __version__, "git_commit": git_commit()},
@@ -297,7 +298,9 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
             "timings": log.stages,
             "tools": tool_versions(),
             "build_machine": machine(),
-        })
+        }
+        (tmp / MODEL_CARD).write_text(modelcard.render(doc))
+        manifest.write(tmp, doc)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be read and shipped
         if final.exists():
             old = out_root / f".old-{final.name}-{os.getpid()}"

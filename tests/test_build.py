@@ -17,7 +17,7 @@ def test_bundle_is_complete_and_verified(default_build):
     m = manifest.read(bundle)  # verifies every sha256
     assert json.loads(r.stdout)["name"] == "lite0-x86-int8"
     assert set(m["files"]) == {"model.int8.xml", "model.int8.bin", "model.fp32.xml", "model.fp32.bin", "labels.txt",
-                               "golden.npz"}
+                               "golden.npz", "README.md"}
     assert m["golden"]["images"] == 32 and len(m["class_wnids"]) == 1000
     assert m["artifacts"] == {"int8": "model.int8.xml", "fp32": "model.fp32.xml"}
     assert m["input"]["layout"] == "NCHW" and m["input"]["shape"] == [1, 3, 224, 224]
@@ -123,5 +123,6 @@ def test_random_weights_are_said_in_plain_words(tmp_path, cache_dir):
                 "--random-weights", "--out", str(tmp_path), "--cache-dir", str(cache_dir), "--json", check=True)
     m = manifest.read(tmp_path / "lite3-onnx-int8")
     assert not m["weights"]["pretrained"] and "RANDOM WEIGHTS" in m["weights"]["warning"]
-    assert set(m["files"]) == {"model.int8.onnx", "model.fp32.onnx", "labels.txt", "golden.npz"}
+    assert set(m["files"]) == {"model.int8.onnx", "model.fp32.onnx", "labels.txt", "golden.npz", "README.md"}
+    assert "RANDOM WEIGHTS" in (tmp_path / "lite3-onnx-int8" / "README.md").read_text()
     assert "RANDOM WEIGHTS" in r.stderr

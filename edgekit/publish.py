@@ -1,0 +1,366 @@
+"""Publish bundles to a directory or an OCI registry, pull them back verified, list what a destination holds.
+
+Safe and boring: every file is checked against the bundle manifest's sha256 (and, from a registry, against its OCI
+blob digest) before anything is placed; places are written to a temporary name and renamed; publishing the same
+bundle again is a no-op, a different bundle under an existing name needs force. Registry access uses `oras`; blobs
+uploaded by an interrupted publish are unreferenced, so the tag still names what it named before.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import ipaddress
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from . import manifest
+
+ARTIFACT_TYPE = "application/vnd.edgekit.bundle.v1"
+EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
+TITLE = "org.opencontainers.image.title"
+MEDIA_TYPES = {".xml": "application/vnd.edgekit.openvino.xml", ".bin": "application/vnd.edgekit.openvino.bin",
+               ".onnx": "application/vnd.edgekit.onnx", ".tflite": "application/vnd.edgekit.tflite",
+               ".npz": "application/vnd.edgekit.golden.npz", ".json": "application/vnd.edgekit.manifest.v1+json",
+               ".txt": "text/plain", ".md": "text/markdown"}
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+CONNECT_TIMEOUT_S = 10
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class OciRef:
+    host: str  # host[:port]
+    repo: str
+    tag: str | None
+
+    @property
+    def insecure_ok(self) -> bool:
+        name = self.host.rsplit(":", 1)[0].strip("[]")
+        if name == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
+
+    def at(self, tag: str) -> str:
+        return f"{self.host}/{self.repo}:{tag}"
+
+
+def parse_oci(ref: str) -> OciRef:
+    u = urlparse(ref)
+    if u.scheme != "oci" or not u.netloc or not u.path.strip("/"):
+        raise PublishError(f"{ref!r}: expected oci://HOST[:PORT]/REPO[:TAG]")
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?|\[[0-9a-fA-F:]+\](:\d{1,5})?", u.netloc):
+        raise PublishError(f"{ref!r}: {u.netloc!r} is not a registry HOST[:PORT]; expected oci://HOST[:PORT]/REPO[:TAG]")
+    path = u.path.strip("/")
+    repo, _, tag = path.partition(":")
+    if not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", repo) or (tag and not re.fullmatch(r"[\w][\w.-]{0,127}", tag)):
+        raise PublishError(f"{ref!r}: repository names are lowercase letters, digits and ._-/, tags word characters")
+    return OciRef(u.netloc, repo, tag or None)
+
+
+def _safe_files(names) -> None:
+    for n in names:
+        if not SAFE_NAME.match(n) or n in (".", ".."):
+            raise PublishError(f"refusing file name {n!r}: bundle files are plain names inside the bundle")
+
+
+def _verified(bundle: Path) -> dict:
+    try:
+        m = manifest.read(bundle)
+    except manifest.ManifestError as e:
+        raise PublishError(str(e)) from None
+    _safe_files(list(m["files"]) + [manifest.MANIFEST])
+    extra = {p.name for p in bundle.iterdir()} - set(m["files"]) - {manifest.MANIFEST}
+    if extra:
+        raise PublishError(f"{bundle} holds files its manifest does not list: {', '.join(sorted(extra))}")
+    return m
+
+
+def annotations(m: dict, manifest_sha: str) -> dict[str, str]:
+    v = m.get("validation") or {}
+    out = {"org.opencontainers.image.title": m["name"], "org.opencontainers.image.created": m.get("created", ""),
+           "vnd.edgekit.variant": m["variant"]["name"], "vnd.edgekit.target": m["target"]["name"],
+           "vnd.edgekit.precision": m.get("precision", "int8"), "vnd.edgekit.manifest.sha256": manifest_sha}
+    if "top1_agreement" in v:
+        out["vnd.edgekit.agreement"] = f"{v['top1_agreement']:.4f}"
+    if "top1_int8" in v:
+        out["vnd.edgekit.top1"] = f"{v['top1_int8']:.4f}"
+    bench = m.get("bench")
+    if bench:
+        out["vnd.edgekit.latency_p50_ms"] = f"{bench['int8_p50_ms']:.2f}"
+    return out
+
+
+# ---- directories ----
+
+def _dir_root(dest: str) -> Path:
+    return Path(urlparse(dest).path) if dest.startswith("file://") else Path(dest)
+
+
+def publish_dir(bundle: Path, dest: str, name: str | None, force: bool) -> str:
+    m = _verified(bundle)
+    name = name or m["name"]
+    _safe_files([name])
+    root = _dir_root(dest)
+    final = root / name
+    ours = manifest.file_sha256(bundle / manifest.MANIFEST)
+    if (final / manifest.MANIFEST).is_file():
+        if manifest.file_sha256(final / manifest.MANIFEST) == ours:
+            try:
+                manifest.read(final)
+                return f"{final} already holds this bundle: nothing to do"
+            except manifest.ManifestError:
+                pass  # damaged copy of the same bundle: replace it
+        elif not force:
+            raise PublishError(f"{final} holds a different bundle; pass --force to replace it")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    try:
+        for f in list(m["files"]) + [manifest.MANIFEST]:
+            shutil.copyfile(bundle / f, tmp / f)
+        manifest.read(tmp)
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return f"published {name} to {final}"
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def _place(staged: Path, to: Path, force: bool) -> Path:
+    """Verify a staged bundle against its manifest and rename it into `to`/<name>."""
+    try:
+        m = manifest.read(staged)
+    except manifest.ManifestError as e:
+        raise PublishError(f"refusing the pulled bundle: {e}") from None
+    listed = set(m["files"]) | {manifest.MANIFEST}
+    extra = {p.name for p in staged.iterdir()} - listed
+    if extra:
+        raise PublishError(f"refusing the pulled bundle: files its manifest does not list: {', '.join(sorted(extra))}")
+    name = m["name"]
+    _safe_files([name])
+    final = to / name
+    if (final / manifest.MANIFEST).is_file() and not force and \
+            manifest.file_sha256(final / manifest.MANIFEST) != manifest.file_sha256(staged / manifest.MANIFEST):
+        raise PublishError(f"{final} holds a different bundle; pass --force to replace it")
+    os.chmod(staged, 0o755)
+    _replace_dir(staged, final)
+    return final
+
+
+def pull_dir(src: Path, to: Path, force: bool) -> Path:
+    if not (src / manifest.MANIFEST).is_file():
+        raise PublishError(f"{src} is not a published bundle (no {manifest.MANIFEST})")
+    files = [p.name for p in src.iterdir() if p.is_file()]
+    _safe_files(files)
+    to.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-pull-", dir=to))
+    try:
+        for f in files:
+            shutil.copyfile(src / f, tmp / f)
+        return _place(tmp, to, force)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def list_dir(dest: str) -> list[dict]:
+    root = _dir_root(dest)
+    if not root.is_dir():
+        raise PublishError(f"{root} is not a directory")
+    out = []
+    for d in sorted(root.iterdir()):
+        if (d / manifest.MANIFEST).is_file() and not d.name.startswith("."):
+            m = manifest.read(d, verify=False)
+            out.append({"name": d.name, **annotations(m, manifest.file_sha256(d / manifest.MANIFEST))})
+    return out
+
+
+# ---- OCI registries ----
+
+@contextlib.contextmanager
+def _quiet():
+    """oras prints and logs request details; keep them (and anything credential-bearing) out of our output."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def _client(ref: OciRef, insecure: bool):
+    try:
+        import oras.client
+    except ImportError:
+        raise PublishError("publishing to a registry needs oras: pip install 'edgekit[publish]'") from None
+    plain_http = ref.insecure_ok or insecure
+    host, _, port = ref.host.rpartition(":") if ":" in ref.host.strip("[]") else (ref.host, "", "")
+    port_n = int(port) if port.isdigit() else (80 if plain_http else 443)
+    try:  # bounded: a registry that does not answer fails here, not in a hanging request
+        socket.create_connection((host or ref.host, port_n), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise PublishError(f"registry {ref.host} is unreachable ({e.strerror or e}); is it running, and is "
+                           "HOST:PORT right?") from None
+    client = oras.client.OrasClient(hostname=ref.host, insecure=plain_http)
+    user, password = os.environ.get("EDGEKIT_REGISTRY_USERNAME"), os.environ.get("EDGEKIT_REGISTRY_PASSWORD")
+    with _quiet():  # credentials must never reach a log
+        if user and password:
+            client.auth.set_basic_auth(user, password)
+        else:  # docker config: inline auths, credHelpers, credsStore (as `docker login` left them)
+            client.auth.load_configs(client.get_container(f"{ref.host}/{ref.repo}"))
+    return client
+
+
+def _get_manifest(client, target: str) -> dict | None:
+    try:
+        with _quiet():
+            return client.get_manifest(client.get_container(target))
+    except ValueError as e:
+        if "Not Found" in str(e) or "404" in str(e):
+            return None
+        raise PublishError(f"registry error for {target}: {str(e).splitlines()[0]}") from None
+
+
+def _check(resp, what: str) -> None:
+    if resp.status_code not in (200, 201, 202):
+        raise PublishError(f"registry refused {what}: HTTP {resp.status_code} {resp.text.strip()[:200]}")
+
+
+def publish_oci(bundle: Path, dest: str, force: bool, insecure: bool) -> str:
+    m = _verified(bundle)
+    ref = parse_oci(dest)
+    tag = ref.tag or m["name"]
+    target = ref.at(tag)
+    client = _client(ref, insecure)
+    ours = manifest.file_sha256(bundle / manifest.MANIFEST)
+    existing = _get_manifest(client, target)
+    if existing is not None:
+        theirs = (existing.get("annotations") or {}).get("vnd.edgekit.manifest.sha256")
+        if theirs == ours:
+            return f"oci://{target} already holds this bundle: nothing to do"
+        if not force:
+            raise PublishError(f"oci://{target} holds a different bundle; pass --force to replace the tag")
+    container = client.get_container(target)
+    layers = []
+    for f in sorted(list(m["files"]) + [manifest.MANIFEST]):
+        p = bundle / f
+        layer = {"mediaType": MEDIA_TYPES.get(p.suffix, "application/octet-stream"),
+                 "digest": "sha256:" + manifest.file_sha256(p), "size": p.stat().st_size,
+                 "annotations": {TITLE: f}}
+        with _quiet():
+            if not client.blob_exists(layer, container):
+                _check(client.upload_blob(str(p), container, layer), f"blob {f}")
+        layers.append(layer)
+    with tempfile.TemporaryDirectory() as td:
+        cfg = Path(td) / "config.json"
+        cfg.write_bytes(b"{}")
+        config = {"mediaType": EMPTY_CONFIG, "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(), "size": 2}
+        with _quiet():
+            if not client.blob_exists(config, container):
+                _check(client.upload_blob(str(cfg), container, config), "config blob")
+    oci_manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "artifactType": ARTIFACT_TYPE, "config": config, "layers": layers,
+                    "annotations": annotations(m, ours)}
+    # the tag moves only now, in one request: an interrupted publish leaves it where it was
+    with _quiet():
+        _check(client.upload_manifest(oci_manifest, container), "the manifest")
+    return f"published {m['name']} to oci://{target}"
+
+
+def pull_oci(src: str, to: Path, force: bool, insecure: bool) -> Path:
+    ref = parse_oci(src)
+    if not ref.tag:
+        raise PublishError(f"{src!r}: name a tag (oci://HOST/REPO:TAG); edgekit ls lists them")
+    client = _client(ref, insecure)
+    target = ref.at(ref.tag)
+    om = _get_manifest(client, target)
+    if om is None:
+        raise PublishError(f"oci://{target} does not exist")
+    if om.get("artifactType") != ARTIFACT_TYPE:
+        raise PublishError(f"oci://{target} is not an edgekit bundle (artifact type {om.get('artifactType')})")
+    titles = [(layer.get("annotations") or {}).get(TITLE, "") for layer in om.get("layers", [])]
+    _safe_files(titles)
+    if len(set(titles)) != len(titles):
+        raise PublishError(f"oci://{target} names a file twice")
+    container = client.get_container(target)
+    to.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-pull-", dir=to))
+    try:
+        for layer, title in zip(om["layers"], titles):
+            h = hashlib.sha256()
+            with _quiet():
+                resp = client.get_blob(container, layer["digest"], stream=True)
+            _check(resp, f"blob {title}")
+            with open(tmp / title, "wb") as f:
+                for chunk in resp.iter_content(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+            if "sha256:" + h.hexdigest() != layer["digest"]:
+                raise PublishError(f"refusing oci://{target}: {title} does not match its digest (tampered or "
+                                   "truncated in the registry)")
+        want = (om.get("annotations") or {}).get("vnd.edgekit.manifest.sha256")
+        if want and manifest.file_sha256(tmp / manifest.MANIFEST) != want:
+            raise PublishError(f"refusing oci://{target}: its bundle manifest does not match the digest it was "
+                               "published with")
+        return _place(tmp, to, force)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def list_oci(dest: str, insecure: bool) -> list[dict]:
+    ref = parse_oci(dest)
+    client = _client(ref, insecure)
+    try:
+        with _quiet():
+            tags = client.get_tags(client.get_container(f"{ref.host}/{ref.repo}"))
+    except ValueError as e:
+        if "Not Found" in str(e) or "404" in str(e):
+            return []
+        raise PublishError(f"registry error listing {dest}: {str(e).splitlines()[0]}") from None
+    out = []
+    for tag in tags or []:
+        om = _get_manifest(client, ref.at(tag))
+        if om and om.get("artifactType") == ARTIFACT_TYPE:
+            out.append({"name": tag, **(om.get("annotations") or {})})
+    return out
+
+
+# ---- one entry per verb ----
+
+def publish(bundle: Path, dest: str, force: bool = False, insecure: bool = False) -> str:
+    if dest.startswith("oci://"):
+        return publish_oci(bundle, dest, force, insecure)
+    return publish_dir(bundle, dest, None, force)
+
+
+def pull(src: str, to: Path, force: bool = False, insecure: bool = False) -> Path:
+    if src.startswith("oci://"):
+        return pull_oci(src, to, force, insecure)
+    return pull_dir(_dir_root(src), to, force)
+
+
+def ls(dest: str, insecure: bool = False) -> list[dict]:
+    return list_oci(dest, insecure) if dest.startswith("oci://") else list_dir(dest)
+
+
+def to_json(rows: list[dict]) -> str:
+    return json.dumps(rows, indent=2)

@@ -1,0 +1,139 @@
+"""edgekit publish / pull / ls against a real OCI registry (Debian's docker-registry on 127.0.0.1) and a directory:
+round trip, idempotence, --force, tampering, path escapes, an unreachable registry, and bench on a pulled bundle."""
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from edgekit import manifest
+
+from .conftest import run_cli
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    exe = shutil.which("docker-registry")
+    if not exe:
+        pytest.skip("docker-registry is not installed here (.ci/run installs it)")
+    d = tmp_path_factory.mktemp("registry")
+    port = _free_port()
+    (d / "config.yml").write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
+                                  f"{d / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([exe, "serve", str(d / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=open(d / "log", "w"))
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"registry did not start: {(d / 'log').read_text()}")
+    yield {"host": f"127.0.0.1:{port}", "data": d / "data"}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_bundle_carries_a_model_card(default_build):
+    bundle = default_build[0]
+    m = manifest.read(bundle)
+    card = (bundle / "README.md").read_text()
+    assert "README.md" in m["files"] and card.startswith("# lite0-x86-int8")
+    assert "[1, 3, 224, 224], NCHW, float32" in card and "edgekit bench ." in card
+    assert f"{100 * m['validation']['top1_agreement']:.2f} %" in card
+
+
+def test_oci_round_trip_idempotent_force_and_bench(registry, default_build, tmp_path):
+    bundle = default_build[0]
+    repo = f"oci://{registry['host']}/edgekit/models"
+    r = run_cli("publish", str(bundle), "--to", repo, check=True)
+    assert f"{repo}:lite0-x86-int8" in r.stdout
+    r = run_cli("publish", str(bundle), "--to", repo, check=True)
+    assert "nothing to do" in r.stdout
+    listing = json.loads(run_cli("ls", repo, "--json", check=True).stdout)
+    assert [x["name"] for x in listing] == ["lite0-x86-int8"]
+    row = listing[0]
+    assert row["vnd.edgekit.variant"] == "lite0" and row["vnd.edgekit.target"] == "x86"
+    assert float(row["vnd.edgekit.agreement"]) == pytest.approx(manifest.read(bundle)["validation"]["top1_agreement"],
+                                                                abs=1e-4)
+    run_cli("pull", f"{repo}:lite0-x86-int8", "--to", str(tmp_path / "pulled"), check=True)
+    pulled = tmp_path / "pulled" / "lite0-x86-int8"
+    manifest.read(pulled)
+    assert sorted(p.name for p in pulled.iterdir()) == sorted(p.name for p in bundle.iterdir())
+    # a different bundle under the same tag needs --force
+    other = tmp_path / "other" / "lite0-x86-int8"
+    shutil.copytree(bundle, other)
+    m = json.loads((other / "manifest.json").read_text())
+    m["created"] = "2000-01-01T00:00:00+00:00"
+    (other / "manifest.json").write_text(json.dumps(m))
+    r = run_cli("publish", str(other), "--to", repo)
+    assert r.returncode == 2 and "--force" in r.stderr
+    run_cli("publish", str(other), "--to", repo, "--force", check=True)
+    run_cli("publish", str(bundle), "--to", repo, "--force", check=True)
+    # the pulled bundle measures as the original does
+    hist = {"EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")}
+    reps = []
+    for b in (bundle, pulled):
+        out = tmp_path / f"{len(reps)}.json"
+        run_cli("bench", str(b), "--runs", "2", "--threads", "1", "--json", str(out), env=hist, check=True)
+        reps.append(json.loads(out.read_text())["golden"])
+    assert reps[0] == reps[1]
+
+
+def test_tampered_blob_is_refused_and_nothing_written(registry, default_build, tmp_path):
+    bundle = default_build[0]
+    ref = f"oci://{registry['host']}/edgekit/tamper:t1"
+    run_cli("publish", str(bundle), "--to", ref, check=True)
+    digest = manifest.file_sha256(bundle / "labels.txt")
+    blob = registry["data"] / "docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+    blob.write_bytes(blob.read_bytes().replace(b"tench", b"trout"))
+    r = run_cli("pull", ref, "--to", str(tmp_path / "out"))
+    assert r.returncode == 2 and "labels.txt does not match its digest" in r.stderr
+    assert not list((tmp_path / "out").iterdir())  # no bundle, no temporary left behind
+
+
+def test_unreachable_registry_fails_fast(default_build):
+    t = time.perf_counter()
+    r = run_cli("publish", str(default_build[0]), "--to", f"oci://127.0.0.1:{_free_port()}/x/y")
+    assert r.returncode == 2 and "unreachable" in r.stderr and r.stderr.count("\n") == 1
+    assert time.perf_counter() - t < 20
+    r = run_cli("publish", str(default_build[0]), "--to", "oci://Bad Host/x")
+    assert r.returncode == 2 and "oci://" in r.stderr
+
+
+def test_directory_round_trip_and_refusals(default_build, tmp_path):
+    bundle = default_build[0]
+    dest = tmp_path / "shelf"
+    assert "published" in run_cli("publish", str(bundle), "--to", f"file://{dest}", check=True).stdout
+    assert "nothing to do" in run_cli("publish", str(bundle), "--to", str(dest), check=True).stdout
+    rows = json.loads(run_cli("ls", str(dest), "--json", check=True).stdout)
+    assert [x["name"] for x in rows] == ["lite0-x86-int8"]
+    run_cli("pull", str(dest / "lite0-x86-int8"), "--to", str(tmp_path / "got"), check=True)
+    manifest.read(tmp_path / "got" / "lite0-x86-int8")
+    # a truncated file at the destination is refused on pull, and nothing is placed
+    broken = tmp_path / "broken" / "lite0-x86-int8"
+    shutil.copytree(bundle, broken)
+    with open(broken / "model.int8.bin", "r+b") as f:
+        f.truncate(1000)
+    r = run_cli("pull", str(broken), "--to", str(tmp_path / "got2"))
+    assert r.returncode == 2 and "does not match its sha256" in r.stderr
+    assert not list((tmp_path / "got2").iterdir())
+    # a manifest naming a file outside the bundle is refused before anything is read or written
+    escape = tmp_path / "escape" / "lite0-x86-int8"
+    shutil.copytree(bundle, escape)
+    m = json.loads((escape / "manifest.json").read_text())
+    m["files"]["../evil.txt"] = "0" * 64
+    (escape / "manifest.json").write_text(json.dumps(m))
+    r = run_cli("publish", str(escape), "--to", str(tmp_path / "shelf2"))
+    assert r.returncode == 2 and not (tmp_path / "evil.txt").exists()
