@@ -89,12 +89,15 @@ def latency(runtime: str, bundle: Path, artifacts: dict, x: np.ndarray, threads:
     return {p: {**summarize(times[p]), "first_inference_ms": first[p] * 1e3} for p in runners}
 
 
-def golden_drift(bundle: Path, m: dict, runtime: str) -> dict | None:
-    """INT8 and FP32 artifacts against the PyTorch FP32 logits recorded at build time, on the carried inputs."""
+def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) -> dict | None:
+    """INT8 and FP32 artifacts against the PyTorch FP32 logits recorded at build time, on the carried inputs (the
+    first `limit` of them: slow or emulated devices)."""
     path = bundle / GOLDEN_FILE
     if not path.is_file():
         return None
-    g = np.load(path)
+    g = dict(np.load(path))
+    if limit:
+        g = {k: v[:limit] for k, v in g.items()}
     x = preprocess.to_input(g["pixels"], m["input"])
     out = {}
     for p in ("int8", "fp32"):
@@ -128,7 +131,7 @@ def image_drift(bundle: Path, m: dict, runtime: str, images: Path, limit: int | 
 
 
 def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str = "auto",
-        images: Path | None = None, limit: int | None = None,
+        images: Path | None = None, limit: int | None = None, golden_limit: int | None = None,
         progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> dict:
     bundle = Path(bundle)
     m = manifest.read(bundle)  # verifies every file's sha256
@@ -150,7 +153,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
             p["gmac_per_s"] = m["variant"]["macs"] / (p["p50_ms"] / 1e3) / 1e9
         lat[str(t)]["int8_speedup"] = lat[str(t)]["fp32"]["p50_ms"] / lat[str(t)]["int8"]["p50_ms"]
     progress("drift: golden set", None)
-    golden = golden_drift(bundle, m, rt)
+    golden = golden_drift(bundle, m, rt, golden_limit)
     report = {
         "kind": "edgekit-bench",
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

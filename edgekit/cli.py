@@ -214,6 +214,8 @@ def _bench_table(r: dict) -> str:
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="Also measure drift on these images (labels from WordNet ids, folders or labels.csv).")
 @click.option("--limit", type=int, default=None, help="Use at most this many of --images.")
+@click.option("--golden-limit", type=int, default=None,
+              help="Use only the first N golden inputs (slow or emulated boards) [default: all].")
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to time, comma-separated.")
 @click.option("--runs", default=50, show_default=True, help="Timed runs per precision and thread count.")
 @click.option("--warmup", default=5, show_default=True, help="Untimed runs first.")
@@ -242,7 +244,8 @@ def _bench_table(r: dict) -> str:
               help="Matrix mode: include variants with no weights (latency only; their top-1 is meaningless).")
 @click.option("--report-dir", default=None, type=click.Path(file_okay=False),
               help="Matrix mode: where the table goes as JSON, Markdown and PNG [default: OUT/bench].")
-def bench(bundle, images, limit, threads, runs, warmup, runtime, json_file, history, device, ssh_config,
+def bench(bundle, images, limit, golden_limit, threads, runs, warmup, runtime, json_file, history, device,
+          ssh_config,
           remote_edgekit, remote_dir, variant_name, target_name, out_dir, calib, num_calib, cache_dir,
           random_weights, report_dir) -> None:
     """Measure a bundle on this device (or a remote board): latency per thread count, drift against FP32 and
@@ -252,7 +255,8 @@ def bench(bundle, images, limit, threads, runs, warmup, runtime, json_file, hist
         _fail("--runs must be at least 1 and --warmup at least 0")
     if bool(bundle) == bool(variant_name):
         _fail("give either a BUNDLE directory or --variant (matrix mode), not both or neither")
-    one = dict(images=images, limit=limit, threads=threads, thread_list=thread_list, runs=runs, warmup=warmup,
+    one = dict(images=images, limit=limit, golden_limit=golden_limit, threads=threads, thread_list=thread_list,
+               runs=runs, warmup=warmup,
                runtime=runtime, history=history, device=device, ssh_config=ssh_config,
                remote_edgekit=remote_edgekit, remote_dir=remote_dir)
     if bundle:
@@ -289,6 +293,7 @@ def bench(bundle, images, limit, threads, runs, warmup, runtime, json_file, hist
                     "--runtime", runtime, "--json", f"{td}/r.json"]
                    + (["--history", history] if history else [])
                    + (["--images", images] if images else []) + (["--limit", str(limit)] if limit else [])
+                   + (["--golden-limit", str(golden_limit)] if golden_limit else [])
                    + (["--device", device, "--remote-edgekit", remote_edgekit, "--remote-dir", remote_dir]
                       if device else []) + (["--ssh-config", ssh_config] if ssh_config else []))
             report = json.loads(Path(td, "r.json").read_text())
@@ -316,7 +321,8 @@ def _child(args: list[str]) -> None:
         sys.exit(r.returncode)
 
 
-def _bench_one(bundle: Path, images, limit, threads, thread_list, runs, warmup, runtime, history, device,
+def _bench_one(bundle: Path, images, limit, golden_limit, threads, thread_list, runs, warmup, runtime, history,
+               device,
                ssh_config, remote_edgekit, remote_dir) -> dict:
     """One bundle, here or on a remote board; appended to the history. Exits with an error line on failure."""
     from . import bench as bench_mod
@@ -331,6 +337,7 @@ def _bench_one(bundle: Path, images, limit, threads, thread_list, runs, warmup, 
             args = ["--threads", threads, "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
             args += ["--images", images] if images else []
             args += ["--limit", str(limit)] if limit else []
+            args += ["--golden-limit", str(golden_limit)] if golden_limit else []
             click.echo(f"bench {bundle.name} on {dev.url}", err=True)
             raw = remote.bench(dev, bundle, file_sha256(bundle / "manifest.json"), args, remote_edgekit, remote_dir)
             try:
@@ -339,7 +346,7 @@ def _bench_one(bundle: Path, images, limit, threads, thread_list, runs, warmup, 
                 raise remote.RemoteError(f"{dev.url} returned a report that is not JSON") from None
         else:
             report = bench_mod.run(bundle, thread_list, runs, warmup, runtime, Path(images) if images else None,
-                                   limit, bars)
+                                   limit, golden_limit, bars)
     except (ManifestError, bench_mod.BenchError, runtimes_errors(), remote.RemoteError) as e:
         bars.close()
         _fail(str(e))
