@@ -220,14 +220,59 @@ def _client(ref: OciRef, insecure: bool):
     except OSError as e:
         raise PublishError(f"registry {ref.host} is unreachable ({e.strerror or e}); is it running, and is "
                            "HOST:PORT right?") from None
-    client = oras.client.OrasClient(hostname=ref.host, insecure=plain_http)
-    user, password = os.environ.get("EDGEKIT_REGISTRY_USERNAME"), os.environ.get("EDGEKIT_REGISTRY_PASSWORD")
-    with _quiet():  # credentials must never reach a log
-        if user and password:
-            client.auth.set_basic_auth(user, password)
-        else:  # docker config: inline auths, credHelpers, credsStore (as `docker login` left them)
-            client.auth.load_configs(client.get_container(f"{ref.host}/{ref.repo}"))
+    scheme = _auth_scheme(ref, plain_http)
+    client = oras.client.OrasClient(hostname=ref.host, insecure=plain_http, auth_backend=scheme)
+    creds = _credentials(ref.host)
+    if creds:
+        with _quiet():  # credentials must never reach a log
+            client.auth.set_basic_auth(*creds)
+    elif scheme == "basic":
+        raise PublishError(f"registry {ref.host} asks for credentials: set EDGEKIT_REGISTRY_USERNAME and "
+                           f"EDGEKIT_REGISTRY_PASSWORD, or docker login {ref.host}")
     return client
+
+
+def _credentials(host: str) -> tuple[str, str] | None:
+    """EDGEKIT_REGISTRY_USERNAME/PASSWORD, else the Docker config as `docker login` left it: inline auths,
+    credHelpers or credsStore (docker-credential-<helper> get)."""
+    import base64
+    import subprocess
+
+    user, password = os.environ.get("EDGEKIT_REGISTRY_USERNAME"), os.environ.get("EDGEKIT_REGISTRY_PASSWORD")
+    if user and password:
+        return user, password
+    path = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    inline = (cfg.get("auths", {}).get(host) or {}).get("auth")
+    if inline:
+        u, _, p = base64.b64decode(inline).decode().partition(":")
+        return u, p
+    helper = cfg.get("credHelpers", {}).get(host) or cfg.get("credsStore")
+    if helper:
+        try:
+            r = subprocess.run([f"docker-credential-{helper}", "get"], input=host, capture_output=True, text=True,
+                               timeout=30)
+            if r.returncode == 0:
+                got = json.loads(r.stdout)
+                return got["Username"], got["Secret"]
+        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError):
+            pass
+        raise PublishError(f"the Docker credential helper docker-credential-{helper} gave no credentials for {host}")
+    return None
+
+
+def _auth_scheme(ref: OciRef, plain_http: bool) -> str:
+    """'basic' for registries that ask for HTTP basic auth (htpasswd), else oras's token flow (Bearer)."""
+    import requests
+
+    try:
+        r = requests.get(f"{'http' if plain_http else 'https'}://{ref.host}/v2/", timeout=CONNECT_TIMEOUT_S)
+    except requests.RequestException:
+        return "token"  # the real request will report the problem
+    return "basic" if r.headers.get("WWW-Authenticate", "").lower().startswith("basic") else "token"
 
 
 def _get_manifest(client, target: str) -> dict | None:
@@ -346,20 +391,36 @@ def list_oci(dest: str, insecure: bool) -> list[dict]:
 
 # ---- one entry per verb ----
 
+@contextlib.contextmanager
+def _registry_errors():
+    """Network and HTTP failures inside oras become one clear error, never a traceback."""
+    import requests
+
+    try:
+        yield
+    except requests.RequestException as e:
+        raise PublishError(f"registry request failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+
 def publish(bundle: Path, dest: str, force: bool = False, insecure: bool = False) -> str:
     if dest.startswith("oci://"):
-        return publish_oci(bundle, dest, force, insecure)
+        with _registry_errors():
+            return publish_oci(bundle, dest, force, insecure)
     return publish_dir(bundle, dest, None, force)
 
 
 def pull(src: str, to: Path, force: bool = False, insecure: bool = False) -> Path:
     if src.startswith("oci://"):
-        return pull_oci(src, to, force, insecure)
+        with _registry_errors():
+            return pull_oci(src, to, force, insecure)
     return pull_dir(_dir_root(src), to, force)
 
 
 def ls(dest: str, insecure: bool = False) -> list[dict]:
-    return list_oci(dest, insecure) if dest.startswith("oci://") else list_dir(dest)
+    if dest.startswith("oci://"):
+        with _registry_errors():
+            return list_oci(dest, insecure)
+    return list_dir(dest)
 
 
 def to_json(rows: list[dict]) -> str:

@@ -137,3 +137,50 @@ def test_directory_round_trip_and_refusals(default_build, tmp_path):
     (escape / "manifest.json").write_text(json.dumps(m))
     r = run_cli("publish", str(escape), "--to", str(tmp_path / "shelf2"))
     assert r.returncode == 2 and not (tmp_path / "evil.txt").exists()
+
+
+def test_registry_credentials_from_env_or_docker_config_never_printed(default_build, tmp_path):
+    """A registry with htpasswd (bcrypt) basic auth: env credentials, Docker config, refusals; secret never shown."""
+    import base64
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # glibc bcrypt, what the registry's htpasswd wants
+
+    exe = shutil.which("docker-registry")
+    if not exe:
+        pytest.skip("docker-registry is not installed here (.ci/run installs it)")
+    secret = "s3cret-Pa55"
+    (tmp_path / "htpasswd").write_text(f"edge:{crypt.crypt(secret, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    port = _free_port()
+    (tmp_path / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"auth:\n  htpasswd:\n    realm: edgekit-test\n    path: {tmp_path / 'htpasswd'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([exe, "serve", str(tmp_path / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        repo = f"oci://127.0.0.1:{port}/edge/models"
+        nobody = {"DOCKER_CONFIG": str(tmp_path / "empty")}
+        r = run_cli("publish", str(default_build[0]), "--to", repo, env=nobody)
+        assert r.returncode == 2 and "asks for credentials" in r.stderr
+        env = {**nobody, "EDGEKIT_REGISTRY_USERNAME": "edge", "EDGEKIT_REGISTRY_PASSWORD": secret}
+        r = run_cli("publish", str(default_build[0]), "--to", repo, env=env, check=True)
+        assert "published" in r.stdout and secret not in r.stdout + r.stderr
+        (tmp_path / "docker").mkdir()
+        auth = base64.b64encode(f"edge:{secret}".encode()).decode()
+        (tmp_path / "docker" / "config.json").write_text(json.dumps({"auths": {f"127.0.0.1:{port}": {"auth": auth}}}))
+        r = run_cli("ls", repo, env={"DOCKER_CONFIG": str(tmp_path / "docker")}, check=True)
+        assert "lite0-x86-int8" in r.stdout and secret not in r.stdout + r.stderr
+        r = run_cli("ls", repo, env={**env, "EDGEKIT_REGISTRY_PASSWORD": "wrong-" + secret})
+        assert r.returncode == 2 and "Unauthorized" in r.stderr and secret not in r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
