@@ -13,6 +13,28 @@ CLASSES_TSV = SHARED / "data" / "imagenet-classes.tsv"
 needs_shared = pytest.mark.skipif(not SAMPLE.is_dir(), reason="../shared/data/imagenet-sample is absent")
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float = 10.0) -> bool:
+    """True once something accepts connections on 127.0.0.1:port (a server the test started)."""
+    import socket
+    import time
+
+    for _ in range(int(seconds / 0.1)):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def run_cli(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run `edgekit` as a user would (a separate process, real exit code and streams)."""
     r = subprocess.run([sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True,

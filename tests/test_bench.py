@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO, SAMPLE, needs_shared, run_cli
+from .conftest import REPO, SAMPLE, free_port, needs_shared, run_cli, wait_for_port
 
 
 @pytest.fixture()
@@ -106,20 +106,10 @@ def test_harness_runs_without_torch_or_onnx(slim_env, default_build, tmp_path):
     assert np.isfinite(rep["latency"]["1"]["int8"]["p50_ms"])
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     """A real OpenSSH server on 127.0.0.1 (generated host and user keys, a high port) standing in for a board."""
     import getpass
-    import socket
-    import time
 
     exe = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(exe).exists():
@@ -129,7 +119,7 @@ def sshd(tmp_path_factory):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
     shutil.copy(d / "user_key.pub", d / "authorized_keys")
     (d / "authorized_keys").chmod(0o600)
-    port = _free_port()
+    port = free_port()
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
@@ -143,13 +133,7 @@ def sshd(tmp_path_factory):
     for name, key in (("ssh_config", "user_key"), ("stranger_config", "stranger_key")):
         (d / name).write_text(f"Host *\n  IdentityFile {d / key}\n  IdentitiesOnly yes\n"
                               f"  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n")
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    if not wait_for_port(port):
         proc.kill()
         pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
     yield {"url": f"ssh://{user}@127.0.0.1:{port}", "dir": d, "port": port, "user": user}
@@ -179,7 +163,7 @@ def test_remote_failures_are_clear_and_bounded(sshd, default_build, tmp_path, hi
 
     cfg = ["--ssh-config", str(sshd["dir"] / "ssh_config"), "--remote-dir", str(tmp_path / "board")]
     t = time.perf_counter()
-    r = run_cli("bench", str(default_build[0]), "--device", f"ssh://{sshd['user']}@127.0.0.1:{_free_port()}",
+    r = run_cli("bench", str(default_build[0]), "--device", f"ssh://{sshd['user']}@127.0.0.1:{free_port()}",
                 *cfg, env=history)
     assert r.returncode == 2 and "ssh to" in r.stderr and "refused" in r.stderr.lower()
     assert r.stderr.splitlines()[-1].startswith("error:") and r.stderr.count("error:") == 1

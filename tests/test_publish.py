@@ -2,7 +2,6 @@
 round trip, idempotence, --force, tampering, path escapes, an unreachable registry, and bench on a pulled bundle."""
 import json
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -11,13 +10,7 @@ import pytest
 
 from edgekit import manifest
 
-from .conftest import run_cli
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import free_port, run_cli, wait_for_port
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +19,12 @@ def registry(tmp_path_factory):
     if not exe:
         pytest.skip("docker-registry is not installed here (.ci/run installs it)")
     d = tmp_path_factory.mktemp("registry")
-    port = _free_port()
+    port = free_port()
     (d / "config.yml").write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
                                   f"{d / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
     proc = subprocess.Popen([exe, "serve", str(d / "config.yml")], stdout=subprocess.DEVNULL,
                             stderr=open(d / "log", "w"))
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    if not wait_for_port(port):
         proc.kill()
         pytest.fail(f"registry did not start: {(d / 'log').read_text()}")
     yield {"host": f"127.0.0.1:{port}", "data": d / "data"}
@@ -105,7 +92,7 @@ def test_tampered_blob_is_refused_and_nothing_written(registry, default_build, t
 
 def test_unreachable_registry_fails_fast(default_build):
     t = time.perf_counter()
-    r = run_cli("publish", str(default_build[0]), "--to", f"oci://127.0.0.1:{_free_port()}/x/y")
+    r = run_cli("publish", str(default_build[0]), "--to", f"oci://127.0.0.1:{free_port()}/x/y")
     assert r.returncode == 2 and "unreachable" in r.stderr and r.stderr.count("\n") == 1
     assert time.perf_counter() - t < 20
     r = run_cli("publish", str(default_build[0]), "--to", "oci://Bad Host/x")
@@ -153,7 +140,7 @@ def test_registry_credentials_from_env_or_docker_config_never_printed(default_bu
         pytest.skip("docker-registry is not installed here (.ci/run installs it)")
     secret = "s3cret-Pa55"
     (tmp_path / "htpasswd").write_text(f"edge:{crypt.crypt(secret, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
-    port = _free_port()
+    port = free_port()
     (tmp_path / "config.yml").write_text(
         f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
         f"auth:\n  htpasswd:\n    realm: edgekit-test\n    path: {tmp_path / 'htpasswd'}\n"
@@ -161,12 +148,7 @@ def test_registry_credentials_from_env_or_docker_config_never_printed(default_bu
     proc = subprocess.Popen([exe, "serve", str(tmp_path / "config.yml")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        assert wait_for_port(port), "registry did not start"
         repo = f"oci://127.0.0.1:{port}/edge/models"
         nobody = {"DOCKER_CONFIG": str(tmp_path / "empty")}
         r = run_cli("publish", str(default_build[0]), "--to", repo, env=nobody)
