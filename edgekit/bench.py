@@ -11,16 +11,14 @@ import os
 import platform
 import resource
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import imagesets, manifest, metrics, preprocess, runtimes
+from . import contract, imagesets, manifest, metrics, preprocess, runtimes
 
 GOLDEN_FILE = "golden.npz"
-RUNTIME_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 
 
 class BenchError(RuntimeError):
@@ -44,13 +42,10 @@ def cpu_model() -> str:
 
 
 def device_info(runtime: str) -> dict:
-    try:
-        rt_version = version(RUNTIME_PACKAGES.get(runtime, runtime))
-    except PackageNotFoundError:
-        rt_version = None
+    package, rt_version = runtimes.runtime_version(runtime)
     return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count(), "os": platform.platform(),
-            "python": platform.python_version(), "runtime": runtime, "runtime_version": rt_version,
-            "hostname": platform.node()}
+            "python": platform.python_version(), "runtime": runtime, "runtime_package": package,
+            "runtime_version": rt_version, "hostname": platform.node()}
 
 
 def summarize(times_s: list[float]) -> dict:
@@ -65,8 +60,8 @@ def _peak_rss_mb() -> float:
     return round(kb / 1024, 1)
 
 
-def latency(runtime: str, bundle: Path, artifacts: dict, x: np.ndarray, threads: int, runs: int, warmup: int,
-            tick: Callable[[int], None]) -> dict:
+def latency(runtime: str, bundle: Path, artifacts: dict, x: dict[str, np.ndarray], threads: int, runs: int,
+            warmup: int, tick: Callable[[int], None]) -> dict:
     """Both precisions at one thread count, runs interleaved (int8, fp32, int8, ...) so drift in machine load hits
     both alike. Time to first inference = load/compile + first invoke."""
     runners, first = {}, {}
@@ -74,19 +69,29 @@ def latency(runtime: str, bundle: Path, artifacts: dict, x: np.ndarray, threads:
         t = time.perf_counter()
         runners[p] = runtimes.open_runner(runtime, bundle / artifacts[p], threads=threads,
                                           fp32_reference=p == "fp32")
-        runners[p](x)
+        runners[p](x[p])
         first[p] = time.perf_counter() - t
     for _ in range(warmup):
         for p in runners:
-            runners[p](x)
+            runners[p](x[p])
     times: dict[str, list[float]] = {p: [] for p in runners}
     for _ in range(runs):
         for p in runners:
             t = time.perf_counter()
-            runners[p](x)
+            runners[p](x[p])
             times[p].append(time.perf_counter() - t)
         tick(1)
     return {p: {**summarize(times[p]), "first_inference_ms": first[p] * 1e3} for p in runners}
+
+
+def _logits(bundle: Path, m: dict, runtime: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """Both artifacts on the same pixels, each fed its own input contract, one image at a time."""
+    out = {}
+    for p in ("int8", "fp32"):
+        x = preprocess.to_input(pixels, contract.from_manifest(m, p))
+        run = runtimes.open_runner(runtime, bundle / m["artifacts"][p], fp32_reference=p == "fp32")
+        out[p] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+    return out
 
 
 def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) -> dict | None:
@@ -98,12 +103,8 @@ def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) 
     g = dict(np.load(path))
     if limit:
         g = {k: v[:limit] for k, v in g.items()}
-    x = preprocess.to_input(g["pixels"], m["input"])
-    out = {}
-    for p in ("int8", "fp32"):
-        run = runtimes.open_runner(runtime, bundle / m["artifacts"][p], fp32_reference=p == "fp32")
-        out[p] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
-    return {"images": int(len(x)),
+    out = _logits(bundle, m, runtime, g["pixels"])
+    return {"images": int(len(g["pixels"])),
             "vs_pytorch": {p: metrics.drift(g["torch_logits"], out[p], g["labels"]) for p in out},
             "int8_vs_fp32": metrics.drift(out["fp32"], out["int8"], g["labels"])}
 
@@ -120,11 +121,7 @@ def image_drift(bundle: Path, m: dict, runtime: str, images: Path, limit: int | 
     prep_s = time.perf_counter() - t
     if len(loaded.pixels) == 0:
         raise BenchError(f"none of the {len(samples)} images under {images} could be read")
-    x = preprocess.to_input(loaded.pixels, m["input"])
-    out = {}
-    for p in ("int8", "fp32"):
-        run = runtimes.open_runner(runtime, bundle / m["artifacts"][p], fp32_reference=p == "fp32")
-        out[p] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+    out = _logits(bundle, m, runtime, loaded.pixels)
     labels = loaded.labels if (loaded.labels >= 0).any() else None
     return {"source": str(images), "preprocess_ms_per_image": 1e3 * prep_s / len(samples),
             "skipped_unreadable": loaded.skipped, **metrics.drift(out["fp32"], out["int8"], labels)}
@@ -141,10 +138,11 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
     progress = progress or (lambda label, total: (lambda n: None))
     golden = None
     if (bundle / GOLDEN_FILE).is_file():
-        g = np.load(bundle / GOLDEN_FILE)
-        x = preprocess.to_input(g["pixels"][:1], m["input"])
+        px = np.load(bundle / GOLDEN_FILE)["pixels"][:1]
     else:
-        x = np.zeros(m["input"]["shape"], np.dtype(m["input"]["dtype"]))
+        crop = m["preprocessing"]["crop"]
+        px = np.full((1, crop, crop, 3), 128, np.uint8)
+    x = {p: preprocess.to_input(px, contract.from_manifest(m, p)) for p in ("int8", "fp32")}
     lat = {}
     for t in threads:
         tick = progress(f"latency: {t} thread(s), int8 and fp32 interleaved", runs)

@@ -83,9 +83,14 @@ def _summary(path: Path, m: dict) -> str:
     for name, s in m["timings"].items():
         if isinstance(s, dict):
             lines.append(f"  {name:14} {s['seconds']:7.2f} s{'  (cached)' if s['cached'] else ''}")
-    g = m["export"]["graph"]
-    lines.append(f"  onnx: opset {g['opset']}, {g['nodes']} nodes, parity max|diff| "
-                 f"{m['export']['parity']['max_abs_diff']:.1e}")
+    g = m["export"].get("graph")
+    head = f"onnx: opset {g['opset']}, {g['nodes']} nodes" if g else f"float .tflite ({m['export'].get('converter')})"
+    lines.append(f"  {head}, parity with PyTorch max|diff| {m['export']['parity']['max_abs_diff']:.1e}")
+    checks = m.get("backend_checks") or {}
+    if "integer_only" in checks:
+        ops = ", ".join(f"{k} {n}" for k, n in checks["ops"].items())
+        lines.append(f"  int8 .tflite: {'integer-only' if checks['integer_only'] else 'FLOAT OPS: ' + ', '.join(checks['float_ops'])}"
+                     f" ({ops})")
     if v.get("images"):
         line = (f"  validation ({v['images']} held-out images, {v['runtime']}): top-1 agreement "
                 f"{100 * v['top1_agreement']:.2f} %, logit SQNR {v['logit_sqnr_db']:.1f} dB")
@@ -109,6 +114,8 @@ def _summary(path: Path, m: dict) -> str:
 @click.option("--method", default=None, type=click.Choice(["minmax", "percentile", "entropy"]),
               help="Activation range calibration [default: minmax, quantize.DEFAULT_METHOD].")
 @click.option("--val", "val_dir", default=None, help="Validation images (default: held out from --calib).")
+@click.option("--allow-float", is_flag=True, help="arm64: ship ops the integer path cannot handle as float "
+                                                   "(the manifest lists them) instead of failing.")
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Where bundles are written.")
 @click.option("--weights", "weights_file", default=None, type=click.Path(dir_okay=False),
@@ -118,7 +125,7 @@ def _summary(path: Path, m: dict) -> str:
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
               help="Stage cache [default: $EDGEKIT_CACHE_DIR or ~/.cache/edgekit].")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
-def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir, out_dir, weights_file,
+def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir, allow_float, out_dir, weights_file,
           random_weights, no_cache, cache_dir, as_json) -> None:
     """Build validated INT8 bundle(s): export, quantize, convert for the target, validate, bundle."""
     from .target_table import UnknownTarget, get_target
@@ -138,6 +145,9 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir,
     from .classes import imagenet1k
     from .export import ExportError
     from .imagesets import ImageError
+    from .litert_export import ConvertError
+    from .tflite_graph import ModelError
+    from .tflite_quantize import QuantizeError as TFLiteQuantizeError
     from .weights import WeightsError, resolve_weights
 
     classes = imagenet1k()
@@ -152,14 +162,16 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir,
             click.echo(f"edgekit build {v.name} -> {target.name} ({target.format}); weights: {weights.origin}",
                        err=True)
             req = pipeline.BuildRequest(v, target, weights, selection,
-                                        quantize.QuantOptions(method=method or quantize.DEFAULT_METHOD), Path(out_dir))
+                                        quantize.QuantOptions(method=method or quantize.DEFAULT_METHOD), Path(out_dir),
+                                        allow_float=allow_float)
             t = time.perf_counter()
             path, m = pipeline.build(req, store, list(classes.names), list(classes.wnids), bars)
             bars.close()
             click.echo(_summary(path, m) + f"\n  total {time.perf_counter() - t:.1f} s", err=True)
             results.append(m)
     except (WeightsError, calibration_sets.CalibrationError, pipeline.BuildError, ExportError,
-            quantize.QuantizeError, BackendError, ImageError, FileNotFoundError, NotADirectoryError) as e:
+            quantize.QuantizeError, BackendError, ImageError, ConvertError, ModelError, TFLiteQuantizeError,
+            FileNotFoundError, NotADirectoryError) as e:
         bars.close()
         _fail(str(e))
     finally:

@@ -96,7 +96,8 @@ class EfficientNetLite(nn.Module):
         x = F.relu6(self.bn1(self.conv_stem(x)))
         x = self.blocks(x)
         x = F.relu6(self.bn2(self.conv_head(x)))
-        x = x.mean((2, 3))
+        # keepdim + flatten, not mean((2, 3)): litert-torch then keeps the pooling in NHWC (no TRANSPOSE op)
+        x = x.mean((2, 3), keepdim=True).flatten(1)
         return self.classifier(x)
 
 

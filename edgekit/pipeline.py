@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, arch, backends, cache, calibration_sets, contract, export, imagesets, manifest, metrics
-from . import modelcard, preprocess, quantize, runtimes
+from . import litert_export, modelcard, preprocess, quantize, runtimes, tflite_quantize
 from .calibration_sets import Selection
 from .target_table import Target
 from .variants import Variant
@@ -49,6 +49,7 @@ class BuildRequest:
     selection: Selection
     quant: quantize.QuantOptions
     out_dir: Path
+    allow_float: bool = False  # arm64: ship ops the integer path cannot handle as float (listed in the manifest)
 
 
 @dataclass
@@ -71,7 +72,8 @@ def _no_progress(label: str, total: int | None) -> Callable[[int], None]:
 @functools.lru_cache(maxsize=1)  # asked by every stage key; installed versions do not change within a build
 def tool_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "numpy", "pillow"):
+    for pkg in ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "litert-torch", "ai-edge-quantizer",
+                "ai-edge-litert", "numpy", "pillow"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -172,18 +174,75 @@ def stage_target(req: BuildRequest, exp: cache.Hit, q: cache.Hit, c: cache.Cache
     return hit
 
 
+def stage_convert(req: BuildRequest, c: cache.Cache, log: StageLog, progress: Progress,
+                  calib_pixels: Callable[[], np.ndarray]) -> cache.Hit:
+    """litert route: PyTorch -> float .tflite (NHWC float pixels), checked against PyTorch."""
+    tools = tool_versions()
+    parts = {"variant": req.variant.name, "weights": req.weights.sha256, "converter": litert_export.CONVERTER,
+             "tools": {k: tools.get(k) for k in ("torch", "litert-torch", "ai-edge-litert")},
+             "code": cache.code_digest("model", "weights", "arch", "litert_export", "contract")}
+
+    def produce(tmp: Path) -> dict:
+        from . import model as model_mod
+        from . import weights as weights_mod
+
+        progress("convert: PyTorch -> float .tflite (litert-torch)", None)
+        net = model_mod.with_pixel_input(weights_mod.build_model(req.variant, req.weights))
+        fp32_contract = contract.for_artifacts(req.target, req.variant)["fp32"]
+        litert_export.convert(net, fp32_contract, tmp / "model.fp32.tflite")
+        parity = litert_export.validate(net, tmp / "model.fp32.tflite", calib_pixels()[:PARITY_IMAGES],
+                                        fp32_contract)
+        return {"converter": litert_export.CONVERTER, "parity": parity}
+
+    t = time.perf_counter()
+    hit = c.run("convert", parts, produce)
+    log.add("convert", time.perf_counter() - t, hit.cached)
+    return hit
+
+
+def stage_quantize_tflite(req: BuildRequest, conv: cache.Hit, c: cache.Cache, log: StageLog, progress: Progress,
+                          calib: Callable[[], imagesets.Loaded]) -> tuple[cache.Hit, cache.Hit]:
+    """litert route: float .tflite -> INT8 .tflite; the entry holds both artifacts, so it is also the target stage.
+    Returns (calibration view, artifacts view) of the one cache entry."""
+    parts = {"convert": conv.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
+             "allow_float": req.allow_float,
+             "tools": {k: tool_versions().get(k) for k in ("ai-edge-quantizer", "ai-edge-litert", "torch")},
+             "code": cache.code_digest("tflite_quantize", "tflite_sim", "tflite_graph", "quantize", "imagesets")}
+
+    def produce(tmp: Path) -> dict:
+        loaded = calib()
+        contracts = contract.for_artifacts(req.target, req.variant)
+        report = tflite_quantize.quantize_tflite(conv.path / "model.fp32.tflite", tmp / "model.int8.tflite",
+                                                 loaded.pixels, contracts["int8"], req.quant, req.allow_float,
+                                                 progress)
+        shutil.copyfile(conv.path / "model.fp32.tflite", tmp / "model.fp32.tflite")
+        inv = report.pop("inventory")
+        output = report.pop("output")
+        checks = {"integer_only": report.pop("integer_only"), "float_ops": inv["float_ops"], "ops": inv["ops"],
+                  "tensor_types": inv["tensor_types"], "io": inv["io"]}
+        return {"calibration": {**report, "skipped_unreadable": loaded.skipped, "images_used": len(loaded.pixels)},
+                "artifacts": {"int8": "model.int8.tflite", "fp32": "model.fp32.tflite", "checks": checks,
+                              "output": output}}
+
+    t = time.perf_counter()
+    hit = c.run("quantize-tflite", parts, produce)
+    log.add("quantize", time.perf_counter() - t, hit.cached)
+    return (cache.Hit(hit.path, hit.meta["calibration"], hit.cached),
+            cache.Hit(hit.path, hit.meta["artifacts"], hit.cached))
+
+
 def stage_validate(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: StageLog, progress: Progress) -> cache.Hit:
     parts = {"target": tgt.path.name, "val": req.selection.val_digest, "runtime": req.target.runtime,
-             "code": cache.code_digest("metrics", "runtimes", "preprocess", "imagesets")}
+             "code": cache.code_digest("metrics", "runtimes", "preprocess", "imagesets", "contract")}
 
     def produce(tmp: Path) -> dict:
         loaded = _load(req.selection.val, req.variant, "validate: read held-out images", progress)
         if len(loaded.pixels) == 0:
             return {"images": 0, "note": "no usable validation images"}
-        pix_contract = contract.pixels_nchw(req.variant)
-        x = preprocess.to_input(loaded.pixels, pix_contract)
+        contracts = contract.for_artifacts(req.target, req.variant)
         logits = {}
         for precision in ("fp32", "int8"):
+            x = preprocess.to_input(loaded.pixels, contracts[precision])
             run = runtimes.open_runner(req.target.runtime, tgt.path / tgt.meta[precision],
                                        fp32_reference=precision == "fp32")
             advance = progress(f"validate: {precision} on {req.target.runtime}", len(x))
@@ -227,7 +286,8 @@ def stage_golden(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: StageLo
             ref = net(torch.from_numpy(x)).numpy()
         np.savez_compressed(tmp / GOLDEN_FILE, pixels=loaded.pixels, torch_logits=ref, labels=loaded.labels,
                             ids=np.array(loaded.ids))
-        out = runtime_logits(req.target.runtime, tgt.path, tgt.meta, x)
+        out = runtime_logits(req.target.runtime, tgt.path, tgt.meta, loaded.pixels,
+                             contract.for_artifacts(req.target, req.variant))
         return {"images": int(len(x)), "file": GOLDEN_FILE,
                 "build_time_vs_pytorch": {p: metrics.drift(ref, out[p], loaded.labels) for p in out}}
 
@@ -237,13 +297,29 @@ def stage_golden(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: StageLo
     return hit
 
 
-def runtime_logits(runtime: str, root: Path, artifacts: dict, x: np.ndarray) -> dict[str, np.ndarray]:
+def runtime_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict
+                   ) -> dict[str, np.ndarray]:
     """Both artifacts' logits with the device runtime at its default threading, one image at a time."""
     out = {}
     for precision in ("int8", "fp32"):
+        x = preprocess.to_input(pixels, contracts[precision])
         run = runtimes.open_runner(runtime, root / artifacts[precision], fp32_reference=precision == "fp32")
         out[precision] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
     return out
+
+
+def _io_blocks(req: BuildRequest, tgt: cache.Hit) -> dict:
+    """The manifest's input contract (of the INT8 artifact; the FP32 reference's too where it differs) and output."""
+    contracts = contract.for_artifacts(req.target, req.variant)
+    out = {"name": export.OUTPUT_NAME, "shape": [1, req.variant.num_classes], "dtype": "float32", "quantization": None,
+           "meaning": "logits (before softmax) over the ImageNet-1k class index in labels.txt"}
+    out.update(tgt.meta.get("output") or {})
+    if out["quantization"]:
+        out["dequantize"] = "logits = (q - zero_point) * scale; edgekit's runners return dequantized float32 logits"
+    doc = {"input": contracts["int8"], "output": out}
+    if contracts["fp32"] != contracts["int8"]:
+        doc["fp32_input"] = contracts["fp32"]
+    return doc
 
 
 def bundle_name(variant: Variant, target: Target) -> str:
@@ -280,9 +356,7 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
                        "device_install": req.target.device_install},
             "precision": "int8",
             "artifacts": {"int8": tgt.meta["int8"], "fp32": tgt.meta["fp32"]},
-            "input": contract.pixels_nchw(v),
-            "output": {"name": export.OUTPUT_NAME, "shape": [1, v.num_classes], "dtype": "float32",
-                       "meaning": "logits (before softmax) over the ImageNet-1k class index in labels.txt"},
+            **_io_blocks(req, tgt),
             "preprocessing": contract.preprocessing(v),
             "labels": manifest.LABELS,
             "class_names": class_names,
@@ -290,7 +364,7 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
             "weights": weights,
             "export": exp.meta,
             "calibration": {"source": req.selection.source, "digest": req.selection.calib_digest,
-                            "requested_images": len(req.selection.calib), **q.meta, **req.quant.to_dict()},
+                            "requested_images": len(req.selection.calib), **req.quant.to_dict(), **q.meta},
             "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,
                            "runtime": req.target.runtime, **val.meta},
             "golden": gold.meta,
@@ -330,10 +404,17 @@ def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids
             loaded["calib"] = got
         return loaded["calib"]
 
+    if req.target.route == "litert" and req.quant.method not in tflite_quantize.METHODS:
+        raise BuildError(f"calibration method '{req.quant.method}' is not available for target {req.target.name}: "
+                         f"choose one of {', '.join(tflite_quantize.METHODS)}")
     t0 = time.perf_counter()
-    exp = stage_export(req, c, log, progress, lambda: calib().pixels)
-    q = stage_quantize(req, exp, c, log, progress, calib)
-    tgt = stage_target(req, exp, q, c, log, progress)
+    if req.target.route == "litert":
+        exp = stage_convert(req, c, log, progress, lambda: calib().pixels)
+        q, tgt = stage_quantize_tflite(req, exp, c, log, progress, calib)
+    else:
+        exp = stage_export(req, c, log, progress, lambda: calib().pixels)
+        q = stage_quantize(req, exp, c, log, progress, calib)
+        tgt = stage_target(req, exp, q, c, log, progress)
     val = stage_validate(req, tgt, c, log, progress)
     gold = stage_golden(req, tgt, c, log, progress)
     log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)

@@ -46,9 +46,7 @@ class QuantOptions:
 
     def to_dict(self) -> dict:
         return {"method": self.method, "percentile": self.percentile,
-                "bias_correction": self.bias_correction,
-                "int16_safe_weights": self.int16_safe_weights, "activations": "uint8 asymmetric",
-                "weights": "int8 symmetric per-channel", "format": "QDQ"}
+                "bias_correction": self.bias_correction, "int16_safe_weights": self.int16_safe_weights}
 
 
 @contextlib.contextmanager
@@ -120,7 +118,8 @@ def quantize_qdq(fp32: Path, out: Path, pixels: np.ndarray, contract: dict, opts
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=method, calibration_cache_path=str(td / "ranges.json"),
                             extra_options={"TensorQuantOverrides": overrides})
-    report = {"calibration_images": int(len(pixels)), "calibrated_tensors": len(ranges.data)}
+    report = {"calibration_images": int(len(pixels)), "calibrated_tensors": len(ranges.data),
+              "activations": "uint8 asymmetric", "weights": "int8 symmetric per-channel", "format": "QDQ"}
     if opts.int16_safe_weights:
         qmodel = onnx.load(out)
         report["pair_safe_layers"] = saturation.requantize_pair_safe(model, qmodel)
@@ -133,7 +132,7 @@ def quantize_qdq(fp32: Path, out: Path, pixels: np.ndarray, contract: dict, opts
 def bias_correct(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict) -> dict:
     """Sequential bias correction, in place on `qdq`: in execution order, each Conv/Gemm's bias loses the mean (per
     output channel, over the calibration images) of its simulated INT8 output minus the FP32 output (after the
-    layer's ReLU6, see `_mean_shift`), with the corrections of earlier layers already applied.
+    layer's ReLU6, see `mean_shift`), with the corrections of earlier layers already applied.
 
     Rounded weights and clipped, rounded activations shift each output channel's mean by a fixed amount (inputs after
     ReLU6 are far from zero-mean), and the shifts compound through the network; removing them in order is what the
@@ -161,7 +160,7 @@ def bias_correct(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict) -> d
                 if yf is None:
                     raise QuantizeError(f"bias correction: no FP32 node '{node.name}' to compare with")
                 yq = env[node.output[0]]
-                delta = _mean_shift(yq, yf, clips.get(node.name))
+                delta = mean_shift(yq, yf, clips.get(node.name))
                 applied = _shift_bias(node, delta, qinits, producer, qgraph)
                 if applied is None:
                     continue
@@ -177,7 +176,7 @@ def bias_correct(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict) -> d
             "mean_abs_shift_removed": round(float(np.mean(shifts)) if shifts else 0.0, 6)}
 
 
-def _mean_shift(yq, yf, clip: tuple[float, float] | None) -> np.ndarray:
+def mean_shift(yq, yf, clip: tuple[float, float] | None) -> np.ndarray:
     """Per output channel: the mean error of the INT8 output after the layer's activation, over the positions where
     the activation passes values (a bias shift only moves those; clipped positions would dilute the estimate)."""
     if yq.ndim == 4:  # (N, C, H, W) in channels-last memory -> a (N*H*W, C) view: sums over rows are fast

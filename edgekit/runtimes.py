@@ -4,6 +4,7 @@ Each runtime is imported only when used, so a board needs just the one its bundl
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -46,10 +47,77 @@ def _openvino(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
     return lambda x: request.infer({0: x})[0].copy()
 
 
+def tflite_interpreter_class():
+    """ai-edge-litert's Interpreter, else tflite-runtime's (what older Raspberry Pi images have); (class, package)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, "tflite-runtime"
+    except ImportError:
+        raise RuntimeMissing("no TFLite runtime is installed: pip install 'edgekit[device-tflite]' "
+                             "(ai-edge-litert), or tflite-runtime") from None
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def _litert(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
+    Interpreter, package = tflite_interpreter_class()
+    data = Path(path).read_bytes()
+    # The interpreters verify the flatbuffer, but a file cut short before its header can still take the process
+    # down: refuse anything that is not a TFLite flatbuffer before handing it over.
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelLoadError(f"{path} is not a TFLite model (truncated or corrupt): rebuild or re-pull the bundle")
+    try:
+        # no thread count given: all cores, as onnxruntime and OpenVINO do by default (the interpreter would use one)
+        it = Interpreter(model_content=data, num_threads=threads or os.cpu_count() or 1)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelLoadError(f"{package} cannot load {path}: {str(e).strip().splitlines()[0]}; the file is corrupt "
+                             "or needs a newer runtime") from None
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zero_point = out["quantization"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if x.dtype != inp["dtype"]:
+            raise ModelLoadError(f"{path.name} takes {np.dtype(inp['dtype']).name} input, got {x.dtype.name}: the "
+                                 "manifest's input contract and the artifact disagree")
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        y = it.get_tensor(out["index"])
+        return (y.astype(np.float32) - zero_point) * scale if scale else y.copy()
+
+    return run
+
+
 RUNTIMES: dict[str, Callable[[Path, int | None, bool], Runner]] = {
     "onnxruntime": _onnxruntime,
     "openvino": _openvino,
+    "litert": _litert,
 }
+
+
+def runtime_version(runtime: str) -> tuple[str, str | None]:
+    """(package, version) of what runs `runtime` here; version None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = {"openvino": "openvino", "onnxruntime": "onnxruntime"}.get(runtime, runtime)
+    if runtime == "litert":
+        try:
+            package = tflite_interpreter_class()[1]
+        except RuntimeMissing:
+            return "ai-edge-litert", None
+    try:
+        return package, version(package)
+    except PackageNotFoundError:
+        return package, None
 
 
 def open_runner(runtime: str, path: Path, threads: int | None = None, fp32_reference: bool = False) -> Runner:

@@ -20,7 +20,9 @@ class Target:
     backend: str
     runtime: str
     device_install: str
-    input_contract: str
+    input_contract: str  # of the INT8 artifact (contract.CONTRACTS)
+    route: str = "onnx"  # front end: "onnx" (export, onnxruntime quantization, backend) or "litert" (TFLite)
+    fp32_input_contract: str | None = None  # when the FP32 reference takes another input than the INT8 artifact
     notes: str = ""
 
 

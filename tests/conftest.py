@@ -56,3 +56,12 @@ def default_build(tmp_path_factory, cache_dir):
     r = run_cli("build", "--variant", "lite0", "--target", "x86", "--num-calib", "20", "--out", str(out),
                 "--cache-dir", str(cache_dir), "--json", check=True)
     return out / "lite0-x86-int8", r
+
+
+@pytest.fixture(scope="session")
+def arm64_bundle(tmp_path_factory, cache_dir) -> Path:
+    """lite0 for the arm64 target (fully-integer .tflite), small calibration: for tests of the format and devices."""
+    out = tmp_path_factory.mktemp("arm64")
+    run_cli("build", "--variant", "lite0", "--target", "rpi4", "--num-calib", "20", "--num-val", "16",
+            "--out", str(out), "--cache-dir", str(cache_dir), check=True)
+    return out / "lite0-arm64-int8"

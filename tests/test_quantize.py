@@ -124,7 +124,7 @@ def _relative_shifts(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict) 
         for node, env in Graph(qmodel).run(x):
             if node.op_type in ("Conv", "Gemm"):
                 yf = next(fe[fn.output[0]] for fn, fe in fsteps if fn.name == node.name)
-                shift = np.abs(quantize._mean_shift(env[node.output[0]], yf, clips.get(node.name)))
+                shift = np.abs(quantize.mean_shift(env[node.output[0]], yf, clips.get(node.name)))
                 out[node.name] = (float(shift.max() / yf.std().item()), node.name in clips)
     return out
 
