@@ -107,6 +107,15 @@ def _other(op: Op, g: Graph, env: dict[int, torch.Tensor]) -> torch.Tensor:
     raise UnsupportedOp(op.kind)
 
 
+def _passband(op: Op, out_t: Tensor) -> tuple[float, float]:
+    """Where the output follows its accumulator: inside the fused activation and the int8 grid (a range narrower
+    than the data, e.g. percentile, clips too; those positions say nothing about the bias)."""
+    lo, hi = _ACT[op.options.get("activation")]
+    qlo, qhi = _INT[out_t.type]
+    s, z = float(out_t.scale[0]), float(out_t.zero_point[0])
+    return max(lo, (qlo - z) * s), min(hi, (qhi - z) * s)
+
+
 def _last_use(g: Graph) -> dict[int, int]:
     last = {}
     for op in g.ops:
@@ -146,8 +155,7 @@ def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False,
                 acc = _layer(qop, qenv[qop.inputs[0]], wq, None)
                 yq = fake_quant(_activation(qop, acc + _param(bias_t, _bias(bias_t), acc.ndim)), out_t)
                 if correct_bias:
-                    lo, hi = _ACT[qop.options.get("activation")]
-                    shift = mean_shift(yq, yf, None if (lo, hi) == _ACT[None] else (lo, hi))
+                    shift = mean_shift(yq, yf, _passband(qop, out_t))
                     shifts.append(float(np.abs(shift).mean()))
                     steps = np.round(shift / bias_t.scale)
                     bias_t.data[:] = np.clip(bias_t.data.astype(np.int64) - steps.astype(np.int64),
