@@ -2,7 +2,7 @@
 
 Exporter: torch.onnx's TorchScript exporter at opset 18, then onnxruntime's basic graph optimizer (constant folding,
 standard ONNX ops only) written back as the model. Why: the TorchScript exporter writes TF "SAME" padding as a
-Pad/Slice/Cast subgraph per layer (456 nodes for lite0), which the optimizer folds into each Conv's `pads`: 94 nodes,
+Pad/Slice/Cast subgraph per layer (456 nodes for lite0), which the optimizer folds into each Conv's `pads`: 95 nodes,
 BatchNorm folded, the same graph the dynamo exporter gives directly. But the dynamo route took 11.3 s for lite0 here
 against 2.0 s, a sixth of the cold-build budget. Opset 18 because the dynamo exporter (the fallback when a future
 torch drops TorchScript export: set EXPORTER) cannot emit 17, and every onnxruntime and OpenVINO release we target

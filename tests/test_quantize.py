@@ -78,8 +78,12 @@ def test_pair_safe_grid_is_finer_than_7_bit():
 
 @pytest.fixture(scope="module")
 def lite0_fp32(default_build, cache_dir) -> Path:
-    found = sorted(cache_dir.glob("export/*/model.fp32.onnx"))
-    assert found, "default build left no cached export"
+    # the session cache also holds other variants' exports (matrix tests): take lite0's, by its input size
+    size = get_variant("lite0").input_size
+    found = [p for p in sorted(cache_dir.glob("export/*/model.fp32.onnx"))
+             if onnx.load(str(p), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[2].dim_value
+             == size]
+    assert found, "default build left no cached lite0 export"
     return found[0]
 
 
