@@ -85,13 +85,8 @@ def latency(runtime: str, bundle: Path, artifacts: dict, x: dict[str, np.ndarray
 
 
 def _logits(bundle: Path, m: dict, runtime: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """Both artifacts on the same pixels, each fed its own input contract, one image at a time."""
-    out = {}
-    for p in ("int8", "fp32"):
-        x = preprocess.to_input(pixels, contract.from_manifest(m, p))
-        run = runtimes.open_runner(runtime, bundle / m["artifacts"][p], fp32_reference=p == "fp32")
-        out[p] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
-    return out
+    contracts = {p: contract.from_manifest(m, p) for p in ("int8", "fp32")}
+    return runtimes.artifact_logits(runtime, bundle, m["artifacts"], pixels, contracts)
 
 
 def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) -> dict | None:

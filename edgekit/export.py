@@ -86,17 +86,26 @@ def validate_export(model, path: Path, pixels: np.ndarray, contract: dict, toler
     except Exception as e:
         raise ExportError(f"exported ONNX fails the onnx checker: {str(e).splitlines()[0]}") from None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def reference(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    return parity(reference, lambda x: sess.run(None, {INPUT_NAME: x})[0], pixels, contract, tolerance,
+                  lambda msg: ExportError(f"ONNX export differs from PyTorch: {msg}"))
+
+
+def parity(reference, candidate, pixels: np.ndarray, contract: dict, tolerance: float, error) -> dict:
+    """Logits of `candidate(x)` against `reference(x)` on real images, x per `contract`; raises error(message) when
+    the largest difference exceeds `tolerance`. Shared by every exporter's automatic check."""
     worst = 0.0
     top1_same = 0
     for p in pixels:
         x = to_input(p, contract)
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy()
-        got = sess.run(None, {INPUT_NAME: x})[0]
+        ref, got = reference(x), candidate(x)
         worst = max(worst, float(np.abs(ref - got).max()))
         top1_same += int(ref.argmax() == got.argmax())
     if worst > tolerance:
-        raise ExportError(f"ONNX export differs from PyTorch: max |diff| {worst:.2e} > {tolerance:.0e} "
-                          f"on {len(pixels)} images")
+        raise error(f"max |diff| {worst:.2e} > {tolerance:.0e} on {len(pixels)} images")
     return {"images": int(len(pixels)), "max_abs_diff": worst, "tolerance": tolerance,
             "top1_equal": f"{top1_same}/{len(pixels)}"}

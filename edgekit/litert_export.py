@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import to_input
+from .export import parity
 
 CONVERTER = "litert-torch"
 TOLERANCE = 1e-4  # max |logit difference| TFLite vs PyTorch, on real images
@@ -79,18 +79,15 @@ def validate(model, path: Path, pixels: np.ndarray, contract: dict, tolerance: f
 
     it = interpreter(path)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    worst, top1_same = 0.0, 0
-    for p in pixels:
-        x = to_input(p, contract)
+
+    def reference(x):  # PyTorch takes NCHW
         with torch.no_grad():
-            ref = model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
+            return model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
+
+    def candidate(x):
         it.set_tensor(inp["index"], x)
         it.invoke()
-        got = it.get_tensor(out["index"])
-        worst = max(worst, float(np.abs(ref - got).max()))
-        top1_same += int(ref.argmax() == got.argmax())
-    if worst > tolerance:
-        raise ConvertError(f"float .tflite differs from PyTorch: max |diff| {worst:.2e} > {tolerance:.0e} "
-                           f"on {len(pixels)} images")
-    return {"images": int(len(pixels)), "max_abs_diff": worst, "tolerance": tolerance,
-            "top1_equal": f"{top1_same}/{len(pixels)}"}
+        return it.get_tensor(out["index"])
+
+    return parity(reference, candidate, pixels, contract, tolerance,
+                  lambda msg: ConvertError(f"float .tflite differs from PyTorch: {msg}"))

@@ -180,7 +180,7 @@ def stage_convert(req: BuildRequest, c: cache.Cache, log: StageLog, progress: Pr
     tools = tool_versions()
     parts = {"variant": req.variant.name, "weights": req.weights.sha256, "converter": litert_export.CONVERTER,
              "tools": {k: tools.get(k) for k in ("torch", "litert-torch", "ai-edge-litert")},
-             "code": cache.code_digest("model", "weights", "arch", "litert_export", "contract")}
+             "code": cache.code_digest("model", "weights", "arch", "litert_export", "export", "contract")}
 
     def produce(tmp: Path) -> dict:
         from . import model as model_mod
@@ -239,18 +239,9 @@ def stage_validate(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: Stage
         loaded = _load(req.selection.val, req.variant, "validate: read held-out images", progress)
         if len(loaded.pixels) == 0:
             return {"images": 0, "note": "no usable validation images"}
-        contracts = contract.for_artifacts(req.target, req.variant)
-        logits = {}
-        for precision in ("fp32", "int8"):
-            x = preprocess.to_input(loaded.pixels, contracts[precision])
-            run = runtimes.open_runner(req.target.runtime, tgt.path / tgt.meta[precision],
-                                       fp32_reference=precision == "fp32")
-            advance = progress(f"validate: {precision} on {req.target.runtime}", len(x))
-            out = []
-            for i in range(len(x)):
-                out.append(run(x[i:i + 1]))
-                advance(1)
-            logits[precision] = np.concatenate(out)
+        logits = runtimes.artifact_logits(req.target.runtime, tgt.path, tgt.meta, loaded.pixels,
+                                          contract.for_artifacts(req.target, req.variant),
+                                          lambda label, total: progress(f"validate: {label}", total))
         np.savez_compressed(tmp / "logits.npz", fp32=logits["fp32"], int8=logits["int8"], labels=loaded.labels,
                             ids=np.array(loaded.ids))
         return {**metrics.drift(logits["fp32"], logits["int8"], loaded.labels),
@@ -286,8 +277,8 @@ def stage_golden(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: StageLo
             ref = net(torch.from_numpy(x)).numpy()
         np.savez_compressed(tmp / GOLDEN_FILE, pixels=loaded.pixels, torch_logits=ref, labels=loaded.labels,
                             ids=np.array(loaded.ids))
-        out = runtime_logits(req.target.runtime, tgt.path, tgt.meta, loaded.pixels,
-                             contract.for_artifacts(req.target, req.variant))
+        out = runtimes.artifact_logits(req.target.runtime, tgt.path, tgt.meta, loaded.pixels,
+                                       contract.for_artifacts(req.target, req.variant))
         return {"images": int(len(x)), "file": GOLDEN_FILE,
                 "build_time_vs_pytorch": {p: metrics.drift(ref, out[p], loaded.labels) for p in out}}
 
@@ -295,17 +286,6 @@ def stage_golden(req: BuildRequest, tgt: cache.Hit, c: cache.Cache, log: StageLo
     hit = c.run("golden", parts, produce)
     log.add("golden", time.perf_counter() - t, hit.cached)
     return hit
-
-
-def runtime_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict
-                   ) -> dict[str, np.ndarray]:
-    """Both artifacts' logits with the device runtime at its default threading, one image at a time."""
-    out = {}
-    for precision in ("int8", "fp32"):
-        x = preprocess.to_input(pixels, contracts[precision])
-        run = runtimes.open_runner(runtime, root / artifacts[precision], fp32_reference=precision == "fp32")
-        out[precision] = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
-    return out
 
 
 def _io_blocks(req: BuildRequest, tgt: cache.Hit) -> dict:

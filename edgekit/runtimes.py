@@ -126,6 +126,26 @@ def open_runner(runtime: str, path: Path, threads: int | None = None, fp32_refer
     return RUNTIMES[runtime](Path(path), threads, fp32_reference)
 
 
+def artifact_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict,
+                    progress: Callable[[str, int | None], Callable[[int], None]] | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Both artifacts' logits on the same HWC pixels, each fed its own input contract, one image at a time, with the
+    runtime at its default threading. contracts/artifacts: {"int8": ..., "fp32": ...}."""
+    from .preprocess import to_input
+
+    out = {}
+    for precision in ("int8", "fp32"):
+        x = to_input(pixels, contracts[precision])
+        run = open_runner(runtime, root / artifacts[precision], fp32_reference=precision == "fp32")
+        advance = progress(f"{precision} on {runtime}", len(x)) if progress else (lambda n: None)
+        logits = []
+        for i in range(len(x)):
+            logits.append(run(x[i:i + 1]))
+            advance(1)
+        out[precision] = np.concatenate(logits)
+    return out
+
+
 def openvino_conv_precisions(path: Path) -> dict[str, int]:
     """How many convolutions OpenVINO's compiled CPU graph runs at each precision (e.g. {'u8': 49})."""
     import openvino as ov
