@@ -275,12 +275,18 @@ def _auth_scheme(ref: OciRef, plain_http: bool) -> str:
     return "basic" if r.headers.get("WWW-Authenticate", "").lower().startswith("basic") else "token"
 
 
+def _not_found(e: ValueError) -> bool:
+    """oras raises ValueError("Issue with URL: REASON"); only the reason counts (a port such as 34047 must not
+    read as a 404)."""
+    return str(e).strip().splitlines()[0].endswith(": Not Found")
+
+
 def _get_manifest(client, target: str) -> dict | None:
     try:
         with _quiet():
             return client.get_manifest(client.get_container(target))
     except ValueError as e:
-        if "Not Found" in str(e) or "404" in str(e):
+        if _not_found(e):
             return None
         raise PublishError(f"registry error for {target}: {str(e).splitlines()[0]}") from None
 
@@ -378,7 +384,7 @@ def list_oci(dest: str, insecure: bool) -> list[dict]:
         with _quiet():
             tags = client.get_tags(client.get_container(f"{ref.host}/{ref.repo}"))
     except ValueError as e:
-        if "Not Found" in str(e) or "404" in str(e):
+        if _not_found(e):
             return []
         raise PublishError(f"registry error listing {dest}: {str(e).splitlines()[0]}") from None
     out = []
