@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -112,7 +111,7 @@ def _summary(path: Path, m: dict) -> str:
 @click.option("--num-calib", default=200, show_default=True, help="Number of calibration images.")
 @click.option("--num-val", default=1000, show_default=True, help="Most validation images to use.")
 @click.option("--method", default=None, type=click.Choice(["minmax", "percentile", "entropy"]),
-              help="Activation range calibration [default: minmax, quantize.DEFAULT_METHOD].")
+              help="Activation range calibration [default: the target's calibration_method, targets/*.toml].")
 @click.option("--val", "val_dir", default=None, help="Validation images (default: held out from --calib).")
 @click.option("--allow-float", is_flag=True, help="arm64: ship ops the integer path cannot handle as float "
                                                    "(the manifest lists them) instead of failing.")
@@ -162,7 +161,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir,
             click.echo(f"edgekit build {v.name} -> {target.name} ({target.format}); weights: {weights.origin}",
                        err=True)
             req = pipeline.BuildRequest(v, target, weights, selection,
-                                        quantize.QuantOptions(method=method or quantize.DEFAULT_METHOD), Path(out_dir),
+                                        quantize.QuantOptions(method=method or target.calibration_method), Path(out_dir),
                                         allow_float=allow_float)
             t = time.perf_counter()
             path, m = pipeline.build(req, store, list(classes.names), list(classes.wnids), bars)

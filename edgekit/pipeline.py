@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__, arch, backends, cache, calibration_sets, contract, export, imagesets, manifest, metrics
+from . import __version__, arch, backends, cache, contract, export, imagesets, manifest, metrics
 from . import litert_export, modelcard, preprocess, quantize, runtimes, tflite_quantize
 from .calibration_sets import Selection
 from .target_table import Target

@@ -28,7 +28,7 @@ from . import saturation
 from .preprocess import to_input
 
 METHODS = ("minmax", "percentile", "entropy")
-DEFAULT_METHOD = "minmax"  # what edgekit build uses unless --method says otherwise
+DEFAULT_METHOD = "minmax"  # QuantOptions' default; edgekit build takes the target's (target_table.calibration_method)
 CHUNK = 8  # images per calibration step: bounds memory to this many images' intermediate tensors
 BIAS_IMAGES = 64  # bias-correction images: lite0 logit SQNR 22.8 dB with 32, 23.2 with 64, 23.2 with 128
 

@@ -23,6 +23,7 @@ class Target:
     input_contract: str  # of the INT8 artifact (contract.CONTRACTS)
     route: str = "onnx"  # front end: "onnx" (export, onnxruntime quantization, backend) or "litert" (TFLite)
     fp32_input_contract: str | None = None  # when the FP32 reference takes another input than the INT8 artifact
+    calibration_method: str = "minmax"  # what `edgekit build` uses for this target unless --method says otherwise
     notes: str = ""
 
 

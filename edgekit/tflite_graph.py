@@ -21,6 +21,9 @@ class ModelError(ValueError):
     pass
 
 
+LAYERS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # ops with int8 weights and an int32 bias
+
+
 @dataclass
 class Tensor:
     index: int

@@ -17,11 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import arch
+from . import arch, weight_rounding
 from .quantize import mean_shift  # the same estimate as the ONNX path
-from .tflite_graph import Graph, Op, Tensor
+from .tflite_graph import LAYERS, Graph, Op, Tensor
 
-LAYERS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 SUPPORTED = LAYERS + ("ADD", "MEAN", "PADV2", "PAD")
 _NHWC_TO_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
 _INT = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767)}
@@ -67,19 +66,46 @@ def _torch_weight(op: Op, w: torch.Tensor) -> torch.Tensor:
     return w  # FULLY_CONNECTED: (out, in)
 
 
-def _layer(op: Op, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """The op's accumulator (before its fused activation)."""
-    if op.kind == "FULLY_CONNECTED":
-        return F.linear(x.reshape(x.shape[0], -1), w, b)
+def _padded(op: Op, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
     o = op.options
-    kh, kw = w.shape[-2:]
     if o["padding"] == "SAME":
         ph = arch.same_pads(x.shape[2], kh, o["stride"][0])
         pw = arch.same_pads(x.shape[3], kw, o["stride"][1])
         if any(ph + pw):
             x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+    return x
+
+
+def _layer(op: Op, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """The op's accumulator (before its fused activation)."""
+    if op.kind == "FULLY_CONNECTED":
+        return F.linear(x.reshape(x.shape[0], -1), w, b)
+    kh, kw = w.shape[-2:]
+    x = _padded(op, x, kh, kw)
     groups = x.shape[1] if op.kind == "DEPTHWISE_CONV_2D" else 1
-    return F.conv2d(x, w, b, stride=o["stride"], dilation=o["dilation"], groups=groups)
+    return F.conv2d(x, w, b, stride=op.options["stride"], dilation=op.options["dilation"], groups=groups)
+
+
+def _reround(op: Op, x: torch.Tensor, fw: torch.Tensor, wt: Tensor) -> None:
+    """Re-round the int8 weights of one layer in place (weight_rounding), for the inputs x it actually sees."""
+    w = np.asarray(fw.numpy(), np.float64)
+    if op.kind == "FULLY_CONNECTED":
+        h = weight_rounding.patch_covariance(x.reshape(x.shape[0], -1), (1, 1), (1, 1), (1, 1), False)
+        wt.data[...] = weight_rounding.round_weights(w, wt.scale, h).reshape(wt.data.shape)
+        return
+    o = op.options
+    if op.kind == "CONV_2D":  # OHWI
+        out_c, kh, kw, in_c = w.shape
+        h = weight_rounding.patch_covariance(_padded(op, x, kh, kw), (kh, kw), tuple(o["stride"]),
+                                             tuple(o["dilation"]), False)
+        q = weight_rounding.round_weights(w.transpose(0, 3, 1, 2).reshape(out_c, -1), wt.scale, h)
+        wt.data[...] = q.reshape(out_c, in_c, kh, kw).transpose(0, 2, 3, 1)
+    else:  # DEPTHWISE_CONV_2D: 1HWC
+        _, kh, kw, c = w.shape
+        h = weight_rounding.patch_covariance(_padded(op, x, kh, kw), (kh, kw), tuple(o["stride"]),
+                                             tuple(o["dilation"]), True)
+        q = weight_rounding.round_weights(w.reshape(kh * kw, c).T, wt.scale, h)
+        wt.data[...] = q.T.reshape(1, kh, kw, c)
 
 
 def _activation(op: Op, y: torch.Tensor) -> torch.Tensor:
@@ -134,22 +160,28 @@ def check_pair(fg: Graph, qg: Graph) -> None:
             raise UnsupportedOp(op.kind)
 
 
-def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False,
+def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False, reround: bool = False,
         progress: Callable[[int], None] | None = None) -> dict:
     """Evaluate both graphs on NHWC pixels; with correct_bias, fix each int8 layer's bias in place (in qg's bytes)
-    in execution order. Returns the float and int8 logits and per-layer shifts (in output units) before correction."""
+    in execution order; with reround, first re-round the small fan-in layers' int8 weights for the inputs they see
+    (weight_rounding.py). Returns the float and int8 logits, per-layer shifts (in output units) before correction and
+    how many layers were re-rounded."""
     check_pair(fg, qg)
     x = torch.from_numpy(np.ascontiguousarray(pixels, np.float32)).permute(0, 3, 1, 2).contiguous()
     fenv = {fg.inputs[0]: x}
     qenv = {qg.inputs[0]: fake_quant(x, qg.tensors[qg.inputs[0]])}
     last = _last_use(qg)
     shifts = []
+    rerounded = 0
     with torch.inference_mode():
         for fop, qop in zip(fg.ops, qg.ops):
             out_t = qg.tensors[qop.outputs[0]]
             if qop.kind in LAYERS:
                 fw, fb = (dequant_const(fg.tensors[j]) for j in fop.inputs[1:3])
                 yf = _activation(fop, _layer(fop, fenv[fop.inputs[0]], _torch_weight(fop, fw), fb))
+                if reround and weight_rounding.worth_it(qop.kind, fw.shape):
+                    _reround(qop, qenv[qop.inputs[0]], fw, qg.tensors[qop.inputs[1]])
+                    rerounded += 1
                 wq = _torch_weight(qop, dequant_const(qg.tensors[qop.inputs[1]]))
                 bias_t = qg.tensors[qop.inputs[2]]
                 acc = _layer(qop, qenv[qop.inputs[0]], wq, None)
@@ -172,7 +204,7 @@ def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False,
             if progress:
                 progress(1)
     out = qg.outputs[0]
-    return {"float": fenv[out].numpy(), "int8": qenv[out].numpy(), "shifts": shifts}
+    return {"float": fenv[out].numpy(), "int8": qenv[out].numpy(), "shifts": shifts, "rerounded": rerounded}
 
 
 def _bias(t: Tensor) -> np.ndarray:

@@ -1,8 +1,6 @@
 """End-to-end builds through the CLI: bundle contents, OpenVINO int8 check, cache behaviour, bad inputs."""
 import json
-import os
 import shutil
-from pathlib import Path
 
 from PIL import Image
 
