@@ -17,7 +17,7 @@ import torch
 
 DAMP = 0.01  # fraction of the mean diagonal added to H: keeps the inverse finite where inputs are (nearly) constant
 MAX_FAN_IN = 32  # stem (27) and depthwise (9, 25) layers; see worth_it
-MAX_SAMPLES = 4096  # patch positions per layer for the covariance
+MAX_SAMPLES = 2048  # patch positions per layer for the covariance
 
 
 def worth_it(kind: str, shape: tuple[int, ...]) -> bool:
