@@ -206,7 +206,8 @@ def stage_quantize_tflite(req: BuildRequest, conv: cache.Hit, c: cache.Cache, lo
     parts = {"convert": conv.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
              "allow_float": req.allow_float,
              "tools": {k: tool_versions().get(k) for k in ("ai-edge-quantizer", "ai-edge-litert", "torch")},
-             "code": cache.code_digest("tflite_quantize", "tflite_sim", "tflite_graph", "quantize", "imagesets")}
+             "code": cache.code_digest("tflite_quantize", "tflite_sim", "weight_rounding", "tflite_graph", "quantize",
+                                      "arch", "litert_export", "imagesets")}
 
     def produce(tmp: Path) -> dict:
         loaded = calib()
