@@ -137,7 +137,8 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
     info = np.iinfo(np.dtype(input_contract["dtype"]))
     pinned = ((info.min - q["zero_point"]) * q["scale"], (info.max - q["zero_point"]) * q["scale"])
     names = [n for n in cal if n != input_name]
-    ranges = activation_ranges(float_model, names, pixels, opts, progress=progress(f"quantize: activation ranges ({opts.method})", len(pixels)))
+    ranges = activation_ranges(float_model, names, pixels, opts,
+                               progress(f"quantize: activation ranges ({opts.method})", len(pixels)))
     ranges[input_name] = pinned
     for n, qsv in cal.items():
         lo, hi = ranges[n]

@@ -93,19 +93,18 @@ def _reround(op: Op, x: torch.Tensor, fw: torch.Tensor, wt: Tensor) -> None:
         h = weight_rounding.patch_covariance(x.reshape(x.shape[0], -1), (1, 1), (1, 1), (1, 1), False)
         wt.data[...] = weight_rounding.round_weights(w, wt.scale, h).reshape(wt.data.shape)
         return
-    o = op.options
-    if op.kind == "CONV_2D":  # OHWI
-        out_c, kh, kw, in_c = w.shape
-        h = weight_rounding.patch_covariance(_padded(op, x, kh, kw), (kh, kw), tuple(o["stride"]),
-                                             tuple(o["dilation"]), False)
-        q = weight_rounding.round_weights(w.transpose(0, 3, 1, 2).reshape(out_c, -1), wt.scale, h)
-        wt.data[...] = q.reshape(out_c, in_c, kh, kw).transpose(0, 2, 3, 1)
-    else:  # DEPTHWISE_CONV_2D: 1HWC
-        _, kh, kw, c = w.shape
-        h = weight_rounding.patch_covariance(_padded(op, x, kh, kw), (kh, kw), tuple(o["stride"]),
-                                             tuple(o["dilation"]), True)
+    depthwise = op.kind == "DEPTHWISE_CONV_2D"
+    kh, kw = w.shape[1:3]  # OHWI, or 1HWC for depthwise
+    h = weight_rounding.patch_covariance(_padded(op, x, kh, kw), (kh, kw), tuple(op.options["stride"]),
+                                         tuple(op.options["dilation"]), depthwise)
+    if depthwise:  # one row of kh*kw taps per channel
+        c = w.shape[3]
         q = weight_rounding.round_weights(w.reshape(kh * kw, c).T, wt.scale, h)
         wt.data[...] = q.T.reshape(1, kh, kw, c)
+    else:  # one row of (in, kh, kw) per output channel, the order of the patch covariance
+        out_c, in_c = w.shape[0], w.shape[3]
+        q = weight_rounding.round_weights(w.transpose(0, 3, 1, 2).reshape(out_c, -1), wt.scale, h)
+        wt.data[...] = q.reshape(out_c, in_c, kh, kw).transpose(0, 2, 3, 1)
 
 
 def _activation(op: Op, y: torch.Tensor) -> torch.Tensor:

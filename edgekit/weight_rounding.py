@@ -73,20 +73,13 @@ def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
 def round_weights(w: np.ndarray, scale: np.ndarray, h: torch.Tensor, qmin: int = -127, qmax: int = 127) -> np.ndarray:
     """w: (O, D) float weights, scale: (O,) their grid, h: (D, D) shared or (O, D, D) per row. Returns int8 (O, D)."""
     W = torch.as_tensor(np.asarray(w, np.float64)).clone()
-    s = torch.as_tensor(np.asarray(scale, np.float64)).reshape(-1, 1)
+    s = torch.as_tensor(np.asarray(scale, np.float64)).reshape(-1)
     s = torch.where(s > 0, s, torch.ones_like(s))
-    U = _inverse_cholesky(h)
+    U = _inverse_cholesky(h)  # (D, D) or (O, D, D): U[..., i, :] is row i for every output channel alike
     q = torch.empty_like(W)
     for i in range(W.shape[1]):
-        col = W[:, i]
-        qi = torch.clamp(torch.round(col / s[:, 0]), qmin, qmax)
-        q[:, i] = qi
-        if i + 1 == W.shape[1]:
-            break
-        if U.ndim == 2:
-            err = (col - qi * s[:, 0]) / U[i, i]
-            W[:, i + 1:] -= err[:, None] * U[i, i + 1:][None, :]
-        else:
-            err = (col - qi * s[:, 0]) / U[:, i, i]
-            W[:, i + 1:] -= err[:, None] * U[:, i, i + 1:]
+        q[:, i] = torch.clamp(torch.round(W[:, i] / s), qmin, qmax)
+        row = U[..., i, :]
+        err = (W[:, i] - q[:, i] * s) / row[..., i]
+        W[:, i + 1:] -= err[:, None] * row[..., i + 1:]
     return q.numpy().astype(np.int8)
