@@ -31,11 +31,22 @@ def openvino_ir(fp32: Path, int8: Path, out: Path) -> dict:
     precisions = openvino_conv_precisions(out / "model.int8.xml")
     integer = sum(n for p, n in precisions.items() if p in ("u8", "i8"))
     total = sum(precisions.values())
-    if total == 0 or integer != total:
-        raise BackendError(f"OpenVINO runs only {integer} of {total} convolutions in int8 ({precisions}); "
-                           "the IR is not a real INT8 model")
+    left_float = _float_convs(int8)  # layers an accuracy budget put in float (mixed_precision.py), on purpose
+    if total == 0 or integer != total - left_float:
+        raise BackendError(f"OpenVINO runs only {integer} of {total} convolutions in int8 ({precisions}; "
+                           f"{left_float} left in float on purpose); the IR is not the INT8 model it should be")
     return {"int8": "model.int8.xml", "fp32": "model.fp32.xml",
             "checks": {"openvino_conv_precisions": precisions}}
+
+
+def _float_convs(qdq: Path) -> int:
+    import onnx
+
+    from .mixed_precision import quantized_layers
+
+    m = onnx.load(qdq, load_external_data=False)
+    quantized = set(quantized_layers(m))
+    return sum(1 for n in m.graph.node if n.op_type == "Conv" and n.name not in quantized)
 
 
 BACKENDS: dict[str, Callable[[Path, Path, Path], dict]] = {"onnx_qdq": onnx_qdq, "openvino_ir": openvino_ir}

@@ -62,8 +62,8 @@ def _peak_rss_mb() -> float:
 
 def latency(runtime: str, bundle: Path, artifacts: dict, x: dict[str, np.ndarray], threads: int, runs: int,
             warmup: int, tick: Callable[[int], None]) -> dict:
-    """Both precisions at one thread count, runs interleaved (int8, fp32, int8, ...) so drift in machine load hits
-    both alike. Time to first inference = load/compile + first invoke."""
+    """Both precisions at one thread count, runs interleaved. Time to first inference = load/compile + first
+    invoke."""
     runners, first = {}, {}
     for p in ("int8", "fp32"):
         t = time.perf_counter()
@@ -71,6 +71,13 @@ def latency(runtime: str, bundle: Path, artifacts: dict, x: dict[str, np.ndarray
                                           fp32_reference=p == "fp32")
         runners[p](x[p])
         first[p] = time.perf_counter() - t
+    r = interleaved(runners, x, runs, warmup, tick)
+    return {p: {**r[p], "first_inference_ms": first[p] * 1e3} for p in runners}
+
+
+def interleaved(runners: dict[str, Callable], x: dict[str, np.ndarray], runs: int, warmup: int,
+                tick: Callable[[int], None]) -> dict:
+    """Each runner on its input, runs interleaved (a, b, a, b, ...) so drift in machine load hits all alike."""
     for _ in range(warmup):
         for p in runners:
             runners[p](x[p])
@@ -81,7 +88,7 @@ def latency(runtime: str, bundle: Path, artifacts: dict, x: dict[str, np.ndarray
             runners[p](x[p])
             times[p].append(time.perf_counter() - t)
         tick(1)
-    return {p: {**summarize(times[p]), "first_inference_ms": first[p] * 1e3} for p in runners}
+    return {p: summarize(times[p]) for p in runners}
 
 
 def _logits(bundle: Path, m: dict, runtime: str, pixels: np.ndarray) -> dict[str, np.ndarray]:

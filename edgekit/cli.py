@@ -97,35 +97,79 @@ def _summary(path: Path, m: dict) -> str:
             line += (f", top-1 FP32 {100 * v['top1_fp32']:.2f} % -> INT8 {100 * v['top1_int8']:.2f} % "
                      f"(drop {v['top1_drop_points']:.2f} points)")
         lines.append(line)
+    mixed = m.get("mixed_precision")
+    if mixed and not mixed["float_layers"]:
+        lines.append(f"  budget: met in plain int8 with --method {m['calibration']['method']} "
+                     f"({len(mixed['search'])} models tried)")
+    elif mixed:
+        lat = mixed["latency"]["threads_1"]
+        lines.append(f"  budget: {len(mixed['float_layers'])} layer(s) left in float "
+                     f"({', '.join(e['layer'] for e in mixed['float_layers'])}); 1-thread latency "
+                     f"{lat['int8_p50_ms']:.2f} -> {lat['mixed_p50_ms']:.2f} ms (x{lat['ratio']:.2f})")
     if not m["weights"]["pretrained"]:
         lines.append("  WARNING: " + m["weights"]["warning"])
     return "\n".join(lines)
 
 
+_MODEL_OPTIONS = [
+    click.option("--variant", "variant_name", default="lite0", show_default=True,
+                 help=f"One of {', '.join(VARIANTS)} or 'all'."),
+    click.option("--target", "target_name", default="x86", show_default=True, help="Target name or alias."),
+    click.option("--calib", default=None, help="Calibration images: a directory (recursive) or a recipe name. "
+                                                "[default: the embedded 'default' recipe]"),
+    click.option("--num-calib", default=200, show_default=True, help="Number of calibration images."),
+    click.option("--num-val", default=1000, show_default=True, help="Most validation images to use."),
+    click.option("--method", default=None, type=click.Choice(["minmax", "percentile", "entropy"]),
+                 help="Activation range calibration [default: the target's calibration_method, targets/*.toml]."),
+    click.option("--rounding", default="gptq", show_default=True, type=click.Choice(["gptq", "nearest"]),
+                 help="Weight rounding: error-compensating for each layer's inputs, or nearest."),
+    click.option("--val", "val_dir", default=None, help="Validation images (default: held out from --calib)."),
+    click.option("--weights", "weights_file", default=None, type=click.Path(dir_okay=False),
+                 help="Checkpoint (PyPI lukemelas-style or timm format)."),
+    click.option("--random-weights", is_flag=True, help="Allow building a variant with no weights (random init)."),
+    click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+                 help="Stage cache [default: $EDGEKIT_CACHE_DIR or ~/.cache/edgekit]."),
+]
+
+
+def _model_options(f):
+    """The options that say which model to quantize, how and on what images (build and analyze alike)."""
+    for opt in reversed(_MODEL_OPTIONS):
+        f = opt(f)
+    return f
+
+
+def _errors() -> tuple[type, ...]:
+    """The build side's user-facing errors: each becomes one line and exit code 2."""
+    from . import budget, calibration_sets, pipeline, quantize
+    from .backends import BackendError
+    from .export import ExportError
+    from .imagesets import ImageError
+    from .litert_export import ConvertError
+    from .tflite_graph import ModelError
+    from .tflite_quantize import QuantizeError as TFLiteQuantizeError
+    from .weights import WeightsError
+
+    return (WeightsError, calibration_sets.CalibrationError, pipeline.BuildError, ExportError, quantize.QuantizeError,
+            BackendError, ImageError, ConvertError, ModelError, TFLiteQuantizeError, budget.BudgetError,
+            FileNotFoundError, NotADirectoryError)
+
+
 @main.command()
-@click.option("--variant", "variant_name", default="lite0", show_default=True,
-              help=f"One of {', '.join(VARIANTS)} or 'all'.")
-@click.option("--target", "target_name", default="x86", show_default=True, help="Target name or alias.")
-@click.option("--calib", default=None, help="Calibration images: a directory (recursive) or a recipe name. "
-                                             "[default: the embedded 'default' recipe]")
-@click.option("--num-calib", default=200, show_default=True, help="Number of calibration images.")
-@click.option("--num-val", default=1000, show_default=True, help="Most validation images to use.")
-@click.option("--method", default=None, type=click.Choice(["minmax", "percentile", "entropy"]),
-              help="Activation range calibration [default: the target's calibration_method, targets/*.toml].")
-@click.option("--val", "val_dir", default=None, help="Validation images (default: held out from --calib).")
+@_model_options
+@click.option("--max-drop", default=None, type=float,
+              help="Accuracy budget: most top-1 points INT8 may lose against FP32 on the validation images; layers "
+                   "go float (x86, onnx), most sensitive first, until it holds, or the build fails saying which.")
+@click.option("--min-agreement", default=None, type=float,
+              help="Accuracy budget: least top-1 agreement with FP32, in percent (e.g. 99.3).")
 @click.option("--allow-float", is_flag=True, help="arm64: ship ops the integer path cannot handle as float "
                                                    "(the manifest lists them) instead of failing.")
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Where bundles are written.")
-@click.option("--weights", "weights_file", default=None, type=click.Path(dir_okay=False),
-              help="Checkpoint (PyPI lukemelas-style or timm format).")
-@click.option("--random-weights", is_flag=True, help="Allow building a variant with no weights (random init).")
 @click.option("--no-cache", is_flag=True, help="Rebuild every stage (cache neither read nor kept).")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
-              help="Stage cache [default: $EDGEKIT_CACHE_DIR or ~/.cache/edgekit].")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
-def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir, allow_float, out_dir, weights_file,
-          random_weights, no_cache, cache_dir, as_json) -> None:
+def build(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file,
+          random_weights, cache_dir, max_drop, min_agreement, allow_float, out_dir, no_cache, as_json) -> None:
     """Build validated INT8 bundle(s): export, quantize, convert for the target, validate, bundle."""
     from .target_table import UnknownTarget, get_target
 
@@ -140,37 +184,33 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir,
     # Build-side imports only now, so `edgekit variants` and errors above stay fast.
     from . import cache as cache_mod
     from . import calibration_sets, pipeline, quantize
-    from .backends import BackendError
+    from .budget import Budget
     from .classes import imagenet1k
-    from .export import ExportError
-    from .imagesets import ImageError
-    from .litert_export import ConvertError
-    from .tflite_graph import ModelError
-    from .tflite_quantize import QuantizeError as TFLiteQuantizeError
-    from .weights import WeightsError, resolve_weights
+    from .weights import resolve_weights
 
+    errors = _errors()
     classes = imagenet1k()
     tmp_cache = tempfile.TemporaryDirectory(prefix="edgekit-nocache-") if no_cache else None
     store = cache_mod.Cache(Path(tmp_cache.name) if tmp_cache else (Path(cache_dir) if cache_dir else None))
     bars = _Bars(quiet=as_json or not sys.stderr.isatty())
     results = []
     try:
+        budget = None if max_drop is None and min_agreement is None else \
+            Budget(max_drop, None if min_agreement is None else min_agreement / 100)
         selection = calibration_sets.select(calib, num_calib, num_val, val_dir, classes.index_of_wnid)
         for v in variants_:
             weights = resolve_weights(v, weights_file, random_weights)
             click.echo(f"edgekit build {v.name} -> {target.name} ({target.format}); weights: {weights.origin}",
                        err=True)
-            req = pipeline.BuildRequest(v, target, weights, selection,
-                                        quantize.QuantOptions(method=method or target.calibration_method), Path(out_dir),
-                                        allow_float=allow_float)
+            quant = quantize.QuantOptions(method=method or target.calibration_method, weight_rounding=rounding)
+            req = pipeline.BuildRequest(v, target, weights, selection, quant, Path(out_dir), allow_float=allow_float,
+                                        budget=budget)
             t = time.perf_counter()
             path, m = pipeline.build(req, store, list(classes.names), list(classes.wnids), bars)
             bars.close()
             click.echo(_summary(path, m) + f"\n  total {time.perf_counter() - t:.1f} s", err=True)
             results.append(m)
-    except (WeightsError, calibration_sets.CalibrationError, pipeline.BuildError, ExportError,
-            quantize.QuantizeError, BackendError, ImageError, ConvertError, ModelError, TFLiteQuantizeError,
-            FileNotFoundError, NotADirectoryError) as e:
+    except errors as e:
         bars.close()
         _fail(str(e))
     finally:
@@ -178,6 +218,72 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, val_dir,
             tmp_cache.cleanup()
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+
+
+@main.command()
+@_model_options
+@click.option("--images", default=64, show_default=True,
+              help="Calibration images each one-layer-in-float model is run on.")
+@click.option("--top", default=20, show_default=True, help="Layers to print (the JSON has all).")
+@click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
+              help="Where the JSON report <variant>-<target>.sensitivity.json is written.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def analyze(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file,
+            random_weights, cache_dir, images, top, out_dir, as_json) -> None:
+    """Per-layer sensitivity: each int8 layer in float on its own, its effect on logit SQNR and agreement, sorted;
+    and the activation ranges calibration chose."""
+    from .target_table import UnknownTarget, get_target
+
+    try:
+        variants_ = resolve_variants(variant_name)
+        target = get_target(target_name)
+    except (UnknownVariant, UnknownTarget) as e:
+        _fail(str(e))
+    if len(variants_) != 1:
+        _fail("analyze takes one --variant, not 'all'")
+    if target.route == "litert":
+        _fail(f"analyze supports the ONNX-route targets (x86, onnx) for now, not {target.name}: its per-layer report "
+              "is not implemented yet")
+    if images < 1:
+        _fail("--images must be at least 1")
+    from . import cache as cache_mod
+    from . import calibration_sets, pipeline, quantize
+    from .classes import imagenet1k
+    from .weights import resolve_weights
+
+    v = variants_[0]
+    bars = _Bars(quiet=as_json or not sys.stderr.isatty())
+    try:
+        selection = calibration_sets.select(calib, num_calib, num_val, val_dir, imagenet1k().index_of_wnid)
+        weights = resolve_weights(v, weights_file, random_weights)
+        quant = quantize.QuantOptions(method=method or target.calibration_method, weight_rounding=rounding)
+        req = pipeline.BuildRequest(v, target, weights, selection, quant, Path(out_dir))
+        report = pipeline.analyze(req, cache_mod.Cache(Path(cache_dir) if cache_dir else None), images, bars)
+        path = pipeline.write_json(Path(out_dir) / f"{v.name}-{target.name}.sensitivity.json", report)
+    except _errors() as e:
+        bars.close()
+        _fail(str(e))
+    bars.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(_analysis_table(report, top))
+    click.echo(f"report: {path}")
+
+
+def _analysis_table(r: dict, top: int) -> str:
+    b = r["all_int8"]
+    lines = [f"{r['variant']} on {r['target']}: all int8 logit SQNR {b['logit_sqnr_db']:.2f} dB, agreement "
+             f"{100 * b['top1_agreement']:.2f} % ({r['images']} {r['image_source']}, {r['runtime']})",
+             f"{'#':>3} {'layer':48} {'kind':16} {'MACs':>6} {'SQNR dB':>8} {'gain':>6} {'agree %':>8}"]
+    for i, e in enumerate(r["layers"][:top], 1):
+        lines.append(f"{i:>3} {e['layer'][-48:]:48} {e['kind']:16} {100 * e['macs_share']:5.1f}% "
+                     f"{e['logit_sqnr_db']:8.2f} {e['gain_db']:+6.2f} {100 * e['top1_agreement']:8.2f}")
+    ranges = r["activation_ranges"]
+    widest = sorted(ranges, key=lambda a: -(a["max"] - a["min"]))[:3]
+    lines.append(f"{len(ranges)} activation grids; widest: " +
+                 ", ".join(f"{a['tensor']} [{a['min']:.2f}, {a['max']:.2f}]" for a in widest))
+    return "\n".join(lines)
 
 
 def _threads(value: str) -> list[int]:

@@ -8,7 +8,7 @@ Build side only (torch).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import onnx
@@ -23,7 +23,7 @@ class UnsupportedOp(RuntimeError):
     pass
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
+def attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -46,15 +46,20 @@ def _dequantize(q, scale, zp, axis):
     return (q - _bcast(zp, axis, q.ndim)).mul_(_bcast(scale, axis, q.ndim))
 
 
-def _conv(x, w, b, a):
+def conv_padded(x, a: dict):
+    """The Conv's input with its explicit pads applied (what its kernel windows slide over)."""
     pads = a.get("pads", [0, 0, 0, 0])
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise UnsupportedOp("Conv with auto_pad")
-    padding: tuple | int = 0
-    if pads[0] == pads[2] and pads[1] == pads[3]:
-        padding = (pads[0], pads[1])
+    return F.pad(x, (pads[1], pads[3], pads[0], pads[2])) if any(pads) else x
+
+
+def _conv(x, w, b, a):
+    pads = a.get("pads", [0, 0, 0, 0])
+    if pads[0] == pads[2] and pads[1] == pads[3] and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"):
+        padding: tuple | int = (pads[0], pads[1])  # symmetric: the convolution pads, no copy
     else:
-        x = F.pad(x, (pads[1], pads[3], pads[0], pads[2]))
+        x, padding = conv_padded(x, a), 0
     return F.conv2d(x, w, b, stride=a.get("strides", [1, 1]), padding=padding, dilation=a.get("dilations", [1, 1]),
                     groups=a.get("group", 1))
 
@@ -93,8 +98,10 @@ class Graph:
         self.consts[name] = torch.from_numpy(np.asarray(arr, dtype=np.float64 if arr.dtype == np.int32
                                                         else np.float32).copy())
 
-    def run(self, x: torch.Tensor) -> Iterator[tuple[onnx.NodeProto, dict]]:
-        """Evaluate node by node; yields (node, env) after each node so a caller can read or replace its output."""
+    def run(self, x: torch.Tensor, before: Callable[[onnx.NodeProto, dict], None] | None = None
+            ) -> Iterator[tuple[onnx.NodeProto, dict]]:
+        """Evaluate node by node; yields (node, env) after each node so a caller can read or replace its output.
+        `before(node, env)` runs ahead of each node, so a caller can change the node's inputs (re-rounded weights)."""
         if x.ndim == 4:  # channels-last: torch's CPU convolutions (depthwise especially) run faster on it
             x = x.contiguous(memory_format=torch.channels_last)
         env: dict[str, torch.Tensor] = {self.input: x}
@@ -104,8 +111,10 @@ class Graph:
             return env[name] if name in env else self.consts[name]
 
         for node in self.nodes:
+            if before is not None:
+                before(node, env)
             ins = [get(i) if i else None for i in node.input]
-            a = _attrs(node)
+            a = attrs(node)
             op = node.op_type
             if op == "QuantizeLinear":
                 dtype = self.dtypes.get(node.input[2], np.dtype(np.uint8)) if len(node.input) > 2 else np.dtype(np.uint8)

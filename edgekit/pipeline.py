@@ -6,6 +6,7 @@ depends on; the bundle is assembled in a temporary directory and renamed into pl
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import json
@@ -24,6 +25,7 @@ import numpy as np
 
 from . import __version__, arch, backends, cache, contract, export, imagesets, manifest, metrics
 from . import litert_export, modelcard, preprocess, quantize, runtimes, tflite_quantize
+from .budget import MAX_FLOAT_LAYERS, Budget
 from .calibration_sets import Selection
 from .target_table import Target
 from .variants import Variant
@@ -34,6 +36,9 @@ PARITY_IMAGES = 8
 GOLDEN_FILE = "golden.npz"
 MODEL_CARD = "README.md"
 GOLDEN_IMAGES = 32  # preprocessed validation inputs carried in the bundle, with PyTorch's logits
+RANGE_METHODS = ("percentile", "minmax")  # what a budget tries before any layer goes float
+BUDGET_RANKING_IMAGES = 32  # calibration images the budget ranks layers on (edgekit analyze: --images)
+LATENCY_RUNS = 40  # per artifact, interleaved, when a budget put layers in float
 
 
 class BuildError(RuntimeError):
@@ -49,6 +54,7 @@ class BuildRequest:
     quant: quantize.QuantOptions
     out_dir: Path
     allow_float: bool = False  # arm64: ship ops the integer path cannot handle as float (listed in the manifest)
+    budget: Budget | None = None  # accuracy the INT8 artifact must keep; layers go float until it holds
 
 
 @dataclass
@@ -58,7 +64,10 @@ class StageLog:
     stages: dict[str, dict] = field(default_factory=dict)
 
     def add(self, name: str, seconds: float, cached: bool) -> None:
-        self.stages[name] = {"seconds": round(seconds, 3), "cached": cached}
+        key, n = name, 2
+        while key in self.stages:  # a budget search runs stages again, for other models
+            key, n = f"{name}#{n}", n + 1
+        self.stages[key] = {"seconds": round(seconds, 3), "cached": cached}
 
 
 Progress = Callable[[str, int | None], Callable[[int], None]]  # (stage label, total) -> advance(n)
@@ -142,7 +151,8 @@ def stage_quantize(req: BuildRequest, exp: cache.Hit, c: cache.Cache, log: Stage
                    calib: Callable[[], imagesets.Loaded]) -> cache.Hit:
     parts = {"export": exp.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
              "onnxruntime": tool_versions().get("onnxruntime"),
-             "code": cache.code_digest("quantize", "saturation", "graph_sim", "preprocess", "imagesets")}
+             "code": cache.code_digest("quantize", "saturation", "graph_sim", "weight_rounding", "preprocess",
+                                      "imagesets")}
 
     def produce(tmp: Path) -> dict:
         loaded = calib()
@@ -157,11 +167,58 @@ def stage_quantize(req: BuildRequest, exp: cache.Hit, c: cache.Cache, log: Stage
     return hit
 
 
+def stage_sensitivity(req: BuildRequest, exp: cache.Hit, q: cache.Hit, c: cache.Cache, log: StageLog,
+                      progress: Progress, calib: Callable[[], imagesets.Loaded], images: int) -> cache.Hit:
+    """Each int8 layer in float on its own, on the first `images` calibration images (sensitivity.py)."""
+    parts = {"quantize": q.path.name, "images": images, "onnxruntime": tool_versions().get("onnxruntime"),
+             "code": cache.code_digest("sensitivity", "mixed_precision", "metrics", "preprocess")}
+
+    def produce(tmp: Path) -> dict:
+        import onnx
+
+        from . import mixed_precision, sensitivity
+
+        loaded = calib()
+        x = preprocess.to_input(loaded.pixels[:images], contract.pixels_nchw(req.variant))
+        fm, qm = onnx.load(exp.path / "model.fp32.onnx"), onnx.load(q.path / "model.int8.onnx")
+        advance = progress("analyze: each layer in float on its own", len(mixed_precision.quantized_layers(qm)))
+        base, effects = sensitivity.rank_layers(fm, qm, x, advance)
+        return {"images": int(len(x)), "image_source": "calibration images", "runtime": "onnxruntime",
+                "all_int8": base, "layers": [e.to_dict() for e in effects],
+                "activation_ranges": sensitivity.activation_ranges(qm)}
+
+    t = time.perf_counter()
+    hit = c.run("sensitivity", parts, produce)
+    log.add("sensitivity", time.perf_counter() - t, hit.cached)
+    return hit
+
+
+def stage_mixed(req: BuildRequest, exp: cache.Hit, q: cache.Hit, names: list[str], c: cache.Cache,
+                log: StageLog) -> cache.Hit:
+    """The INT8 QDQ model with `names` in float (mixed_precision.py); same file name, so the target stage takes it."""
+    parts = {"quantize": q.path.name, "float_layers": names, "code": cache.code_digest("mixed_precision")}
+
+    def produce(tmp: Path) -> dict:
+        import onnx
+
+        from . import mixed_precision
+
+        m = mixed_precision.float_layers(onnx.load(exp.path / "model.fp32.onnx"),
+                                         onnx.load(q.path / "model.int8.onnx"), names)
+        onnx.save(m, tmp / "model.int8.onnx")
+        return {**q.meta, "float_layers": names}
+
+    t = time.perf_counter()
+    hit = c.run("mixed", parts, produce)
+    log.add(f"mixed:{len(names)}", time.perf_counter() - t, hit.cached)
+    return hit
+
+
 def stage_target(req: BuildRequest, exp: cache.Hit, q: cache.Hit, c: cache.Cache, log: StageLog,
                  progress: Progress) -> cache.Hit:
     backend = backends.BACKENDS[req.target.backend]
     parts = {"export": exp.path.name, "quantize": q.path.name, "target": req.target.name,
-             "backend": req.target.backend, "tools": tool_versions(), "code": cache.code_digest("backends", "runtimes")}
+             "backend": req.target.backend, "tools": tool_versions(), "code": cache.code_digest("backends", "runtimes", "mixed_precision")}
 
     def produce(tmp: Path) -> dict:
         progress(f"target {req.target.name}: {req.target.format}", None)
@@ -307,7 +364,8 @@ def bundle_name(variant: Variant, target: Target) -> str:
 
 
 def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit, val: cache.Hit,
-                 gold: cache.Hit, log: StageLog, class_names: list[str], class_wnids: list[str]) -> Path:
+                 gold: cache.Hit, log: StageLog, class_names: list[str], class_wnids: list[str],
+                 mixed: dict | None = None) -> Path:
     out_root = req.out_dir
     try:
         out_root.mkdir(parents=True, exist_ok=True)
@@ -334,7 +392,9 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
             "variant": {**v.to_dict(), "macs": arch.count_macs(v)},
             "target": {"name": req.target.name, "format": req.target.format, "runtime": req.target.runtime,
                        "device_install": req.target.device_install},
-            "precision": "int8",
+            "precision": f"int8 with {len(mixed['float_layers'])} layer(s) in float" if mixed and mixed["float_layers"]
+            else "int8",
+            "mixed_precision": mixed,
             "artifacts": {"int8": tgt.meta["int8"], "fp32": tgt.meta["fp32"]},
             **_io_blocks(req, tgt),
             "preprocessing": contract.preprocessing(v),
@@ -369,10 +429,18 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
     return final
 
 
-def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids: list[str],
-          progress: Progress = _no_progress) -> tuple[Path, dict]:
-    """Run every stage (cached) and write the bundle; returns its path and manifest."""
-    log = StageLog()
+@dataclass
+class Stages:
+    """What the stages up to validation produced (cache views); `mixed` says what an accuracy budget changed."""
+    exp: cache.Hit
+    q: cache.Hit
+    tgt: cache.Hit
+    val: cache.Hit
+    quant: quantize.QuantOptions
+    mixed: dict | None = None
+
+
+def _calib_loader(req: BuildRequest, progress: Progress) -> Callable[[], imagesets.Loaded]:
     loaded: dict[str, imagesets.Loaded] = {}
 
     def calib() -> imagesets.Loaded:
@@ -384,10 +452,15 @@ def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids
             loaded["calib"] = got
         return loaded["calib"]
 
+    return calib
+
+
+def quantized_stages(req: BuildRequest, c: cache.Cache, log: StageLog, progress: Progress,
+                     calib: Callable[[], imagesets.Loaded]) -> tuple[cache.Hit, cache.Hit, cache.Hit]:
+    """export/convert -> quantize -> target artifacts, per the target's route."""
     if req.target.route == "litert" and req.quant.method not in tflite_quantize.METHODS:
         raise BuildError(f"calibration method '{req.quant.method}' is not available for target {req.target.name}: "
                          f"choose one of {', '.join(tflite_quantize.METHODS)}")
-    t0 = time.perf_counter()
     if req.target.route == "litert":
         exp = stage_convert(req, c, log, progress, lambda: calib().pixels)
         q, tgt = stage_quantize_tflite(req, exp, c, log, progress, calib)
@@ -395,9 +468,138 @@ def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids
         exp = stage_export(req, c, log, progress, lambda: calib().pixels)
         q = stage_quantize(req, exp, c, log, progress, calib)
         tgt = stage_target(req, exp, q, c, log, progress)
-    val = stage_validate(req, tgt, c, log, progress)
-    gold = stage_golden(req, tgt, c, log, progress)
+    return exp, q, tgt
+
+
+def _brief(d: dict) -> dict:
+    return {k: d.get(k) for k in ("top1_agreement", "top1_drop_points", "logit_sqnr_db")}
+
+
+def _score(d: dict) -> tuple:
+    return (d.get("top1_agreement") or 0, -(d.get("top1_drop_points") or 0), d.get("logit_sqnr_db") or 0)
+
+
+def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, progress: Progress,
+                calib: Callable[[], imagesets.Loaded]) -> Stages:
+    """Make the INT8 artifact keep the accuracy budget on the validation images, cheapest change first:
+    1. the other activation-range methods (still plain int8, no latency cost), each validated with the target's
+       runtime;
+    2. on the best of those, the layers that recover most (sensitivity ranking, on calibration images) in float, one
+       more at a time, each model validated, up to MAX_FLOAT_LAYERS.
+    BuildError naming the most sensitive layers if nothing holds."""
+    budget = req.budget
+    problems = budget.problems(st.val.meta)
+    if not problems:
+        return st
+    name = f"{req.variant.name} on {req.target.name}"
+    tried = [{"method": st.quant.method, "float_layers": 0, **_brief(st.val.meta)}]
+    best = st
+    for method in RANGE_METHODS:
+        if method == st.quant.method or (req.target.route == "litert" and method not in tflite_quantize.METHODS):
+            continue
+        alt = dataclasses.replace(req, quant=dataclasses.replace(req.quant, method=method))
+        exp, q, tgt = quantized_stages(alt, c, log, progress, calib)
+        val = stage_validate(alt, tgt, c, log, progress)
+        tried.append({"method": method, "float_layers": 0, **_brief(val.meta)})
+        cand = Stages(exp, q, tgt, val, alt.quant)
+        if not budget.problems(val.meta):
+            cand.mixed = {"budget": budget.to_dict(), "float_layers": [], "search": tried}
+            return cand
+        if _score(val.meta) > _score(best.val.meta):
+            best = cand
+    if req.target.route == "litert":
+        raise BuildError(f"{name}: accuracy budget {budget.describe()} not met ({'; '.join(problems)}) with any "
+                         f"range method ({_tried(tried)}); this target cannot raise layer precision yet: more "
+                         "--num-calib, or a looser budget")
+    breq = dataclasses.replace(req, quant=best.quant)
+    sens = stage_sensitivity(breq, best.exp, best.q, c, log, progress, calib, BUDGET_RANKING_IMAGES)
+    ranked = [e for e in sens.meta["layers"] if e["gain_db"] > 0][:MAX_FLOAT_LAYERS]
+    for k in range(1, len(ranked) + 1):
+        names = [e["layer"] for e in ranked[:k]]
+        mq = stage_mixed(breq, best.exp, best.q, names, c, log)
+        tgt = stage_target(breq, best.exp, mq, c, log, progress)
+        val = stage_validate(breq, tgt, c, log, progress)
+        tried.append({"method": best.quant.method, "float_layers": k, **_brief(val.meta)})
+        if not budget.problems(val.meta):
+            return Stages(best.exp, mq, tgt, val, best.quant, {
+                "budget": budget.to_dict(), "float_layers": ranked[:k], "search": tried,
+                "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")},
+                "plain_int8_target": best.tgt})
+    top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
+    raise BuildError(f"{name}: accuracy budget {budget.describe()} not met ({'; '.join(problems)}); tried "
+                     f"{_tried(tried)}; most sensitive: {top}; per-layer report: edgekit analyze --variant "
+                     f"{req.variant.name} --target {req.target.name}")
+
+
+def _tried(tried: list[dict]) -> str:
+    best = max(tried, key=_score)
+    return (f"{len(tried)} models, best {100 * (best['top1_agreement'] or 0):.2f} % agreement, drop "
+            f"{best['top1_drop_points']:.2f} points ({best['method']}, {best['float_layers']} layer(s) in float)")
+
+
+def mixed_latency(req: BuildRequest, plain: cache.Hit, mixed: cache.Hit, progress: Progress) -> dict:
+    """What the float layers cost: plain int8 and mixed artifacts timed interleaved with the target's runtime
+    (1 thread and the runtime's default), on one preprocessed image."""
+    from . import bench
+
+    x = preprocess.to_input(np.full((1, req.variant.input_size, req.variant.input_size, 3), 128, np.uint8),
+                            contract.for_artifacts(req.target, req.variant)["int8"])
+    out = {}
+    for threads in (1, None):
+        runners = {k: runtimes.open_runner(req.target.runtime, h.path / h.meta["int8"], threads=threads)
+                   for k, h in (("int8", plain), ("mixed", mixed))}
+        tick = progress(f"budget: latency, {threads or 'default'} thread(s)", LATENCY_RUNS)
+        r = bench.interleaved(runners, {k: x for k in runners}, LATENCY_RUNS, 5, tick)
+        out[f"threads_{threads or 'default'}"] = {"int8_p50_ms": round(r["int8"]["p50_ms"], 3),
+                                                  "mixed_p50_ms": round(r["mixed"]["p50_ms"], 3),
+                                                  "ratio": round(r["mixed"]["p50_ms"] / r["int8"]["p50_ms"], 3)}
+    return out
+
+
+def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids: list[str],
+          progress: Progress = _no_progress) -> tuple[Path, dict]:
+    """Run every stage (cached) and write the bundle; returns its path and manifest."""
+    log = StageLog()
+    calib = _calib_loader(req, progress)
+    t0 = time.perf_counter()
+    exp, q, tgt = quantized_stages(req, c, log, progress, calib)
+    st = Stages(exp, q, tgt, stage_validate(req, tgt, c, log, progress), req.quant)
+    if req.budget is not None:
+        st = meet_budget(req, st, c, log, progress, calib)
+        if st.mixed is not None and st.mixed["float_layers"]:
+            st.mixed["latency"] = mixed_latency(req, st.mixed.pop("plain_int8_target"), st.tgt, progress)
+    gold = stage_golden(req, st.tgt, c, log, progress)
     log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)
-    path = write_bundle(req, exp, q, tgt, val, gold, log, class_names, class_wnids)
+    path = write_bundle(dataclasses.replace(req, quant=st.quant), st.exp, st.q, st.tgt, st.val, gold, log,
+                        class_names, class_wnids, st.mixed)
     m = json.loads((path / manifest.MANIFEST).read_text())
     return path, m
+
+
+def analyze(req: BuildRequest, c: cache.Cache, images: int, progress: Progress = _no_progress) -> dict:
+    """`edgekit analyze`: export and quantize (cached, as a build would), then the per-layer sensitivity report."""
+    if req.target.route == "litert":
+        raise BuildError(f"analyze supports the ONNX-route targets, not {req.target.name}")
+    log = StageLog()
+    calib = _calib_loader(req, progress)
+    exp = stage_export(req, c, log, progress, lambda: calib().pixels)
+    q = stage_quantize(req, exp, c, log, progress, calib)
+    sens = stage_sensitivity(req, exp, q, c, log, progress, calib, images)
+    return {"variant": req.variant.name, "target": req.target.name, "calibration": {
+                "source": req.selection.source, "digest": req.selection.calib_digest, **req.quant.to_dict()},
+            "method": "each int8 layer in float on its own (its weights, bias and input), the rest int8; logits "
+                      "against FP32", **sens.meta, "timings": log.stages, "tools": tool_versions()}
+
+
+def write_json(path: Path, doc: dict) -> Path:
+    """Written to a temporary file beside `path`, then renamed: never a half-written report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

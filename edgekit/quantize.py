@@ -7,6 +7,8 @@
 - The input tensor is pinned to scale 1, zero point 0: the artifact takes raw pixels, which that grid holds exactly.
 - Weight grids of dense layers are chosen so that x86 int8 kernels without VNNI cannot overflow their int16 pair sums
   (`saturation.py`).
+- Weight rounding (default "gptq"): each convolution's int8 weights are re-rounded for the covariance of the int8
+  inputs it sees (weight_rounding.py), on the same grid, in the same sequential pass as bias correction.
 - Bias correction: quantization shifts each output channel's mean; the shifts are measured layer by layer in
   execution order on calibration images and subtracted from the biases (see `bias_correct`).
 """
@@ -28,6 +30,7 @@ from . import saturation
 from .preprocess import to_input
 
 METHODS = ("minmax", "percentile", "entropy")
+ROUNDINGS = ("gptq", "nearest")
 DEFAULT_METHOD = "minmax"  # QuantOptions' default; edgekit build takes the target's (target_table.calibration_method)
 CHUNK = 8  # images per calibration step: bounds memory to this many images' intermediate tensors
 BIAS_IMAGES = 64  # bias-correction images: lite0 logit SQNR 22.8 dB with 32, 23.2 with 64, 23.2 with 128
@@ -43,10 +46,12 @@ class QuantOptions:
     percentile: float = 99.999
     bias_correction: bool = True
     int16_safe_weights: bool = True  # weight grids whose int16 pair sums cannot overflow (see saturation.py)
+    weight_rounding: str = "gptq"  # or "nearest"; see weight_rounding.py
 
     def to_dict(self) -> dict:
         return {"method": self.method, "percentile": self.percentile,
-                "bias_correction": self.bias_correction, "int16_safe_weights": self.int16_safe_weights}
+                "bias_correction": self.bias_correction, "int16_safe_weights": self.int16_safe_weights,
+                "weight_rounding": self.weight_rounding}
 
 
 @contextlib.contextmanager
@@ -104,6 +109,8 @@ def quantize_qdq(fp32: Path, out: Path, pixels: np.ndarray, contract: dict, opts
 
     if opts.method not in METHODS:
         raise QuantizeError(f"unknown calibration method '{opts.method}': choose one of {', '.join(METHODS)}")
+    if opts.weight_rounding not in ROUNDINGS:
+        raise QuantizeError(f"unknown weight rounding '{opts.weight_rounding}': choose one of {', '.join(ROUNDINGS)}")
     model = onnx.load(fp32)
     input_name = model.graph.input[0].name
     overrides: dict = {input_name: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.uint8)}]}
@@ -124,15 +131,22 @@ def quantize_qdq(fp32: Path, out: Path, pixels: np.ndarray, contract: dict, opts
         qmodel = onnx.load(out)
         report["pair_safe_layers"] = saturation.requantize_pair_safe(model, qmodel)
         onnx.save(qmodel, out)
-    if opts.bias_correction:
-        report["bias_correction"] = bias_correct(fp32, out, pixels[:BIAS_IMAGES], contract)
+    if opts.bias_correction or opts.weight_rounding != "nearest":
+        r = bias_correct(fp32, out, pixels[:BIAS_IMAGES], contract, correct=opts.bias_correction,
+                         reround=opts.weight_rounding != "nearest", pair_safe=opts.int16_safe_weights)
+        if "rerounded" in r:
+            report["weight_rounding"] = r.pop("rerounded")
+        if opts.bias_correction:
+            report["bias_correction"] = r
     return report
 
 
-def bias_correct(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict) -> dict:
+def bias_correct(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict, correct: bool = True,
+                 reround: bool = False, pair_safe: bool = True) -> dict:
     """Sequential bias correction, in place on `qdq`: in execution order, each Conv/Gemm's bias loses the mean (per
     output channel, over the calibration images) of its simulated INT8 output minus the FP32 output (after the
-    layer's ReLU6, see `mean_shift`), with the corrections of earlier layers already applied.
+    layer's ReLU6, see `mean_shift`), with the corrections of earlier layers already applied. With `reround`, each
+    layer's int8 weights are first re-rounded for the int8 inputs it sees (`_Rerounder`).
 
     Rounded weights and clipped, rounded activations shift each output channel's mean by a fixed amount (inputs after
     ReLU6 are far from zero-mean), and the shifts compound through the network; removing them in order is what the
@@ -149,11 +163,12 @@ def bias_correct(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict) -> d
     x = torch.from_numpy(to_input(pixels, contract))
     clips = _activation_clips(fmodel)
     corrected, shifts = 0, []
+    rer = _Rerounder(fmodel, qgraph, qinits, producer, pair_safe) if reround else None
     try:
         with torch.inference_mode():
             fsteps = fgraph.run(x)
-            for node, env in qgraph.run(x):
-                if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3:
+            for node, env in qgraph.run(x, rer):
+                if not correct or node.op_type not in ("Conv", "Gemm") or len(node.input) < 3:
                     continue
                 # the FP32 graph runs alongside, up to the same node (onnxruntime keeps node names)
                 yf = next((fe[fn.output[0]] for fn, fe in fsteps if fn.name == node.name), None)
@@ -172,8 +187,71 @@ def bias_correct(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict) -> d
         raise QuantizeError(f"bias correction cannot evaluate op {e} in this graph; rerun with bias correction "
                             "off or report the model") from None
     onnx.save(qmodel, qdq)
-    return {"layers": corrected, "images": int(len(pixels)),
-            "mean_abs_shift_removed": round(float(np.mean(shifts)) if shifts else 0.0, 6)}
+    out = {"layers": corrected, "images": int(len(pixels)),
+           "mean_abs_shift_removed": round(float(np.mean(shifts)) if shifts else 0.0, 6)}
+    if rer is not None:
+        out["rerounded"] = rer.report(len(pixels))
+    return out
+
+
+class _Rerounder:
+    """Graph.run hook: ahead of each int8 Conv/Gemm, re-round its weights (weight_rounding.round_weights, same
+    per-channel grid) for the covariance of the simulated int8 inputs it is about to read, and update the graph.
+    Pair-safe layers keep their int16 guarantee: a channel whose re-rounded weights would exceed the pair limit
+    (saturation.py) keeps its nearest rounding."""
+
+    def __init__(self, fmodel: onnx.ModelProto, qgraph, qinits: dict, producer: dict, pair_safe: bool):
+        finits = {i.name: i for i in fmodel.graph.initializer}
+        self.fweights = {n.name: numpy_helper.to_array(finits[n.input[1]]).astype(np.float64)
+                         for n in fmodel.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in finits}
+        self.qgraph, self.qinits, self.producer, self.pair_safe = qgraph, qinits, producer, pair_safe
+        self.layers, self.kept_nearest = 0, 0
+
+    def __call__(self, node: onnx.NodeProto, env: dict) -> None:
+        import torch
+
+        from . import weight_rounding
+        from .graph_sim import attrs, conv_padded
+
+        w = self.fweights.get(node.name)
+        dq = self.producer.get(node.input[1]) if len(node.input) > 1 else None
+        if w is None or dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in self.qinits:
+            return
+        a = attrs(node)
+        if node.op_type == "Gemm" and not a.get("transB", 0):
+            return
+        scale = numpy_helper.to_array(self.qinits[dq.input[1]]).astype(np.float64).reshape(-1)
+        x = env[node.input[0]]
+        if node.op_type == "Gemm":
+            if x.shape[0] < weight_rounding.SAMPLES_PER_DIM * w.shape[1]:
+                return  # one sample per image: too few for a covariance over its inputs (the classifier)
+            h = weight_rounding.patch_covariance(x.reshape(x.shape[0], -1), (1, 1), (1, 1), (1, 1), False)
+            q = weight_rounding.round_weights(w, scale, h)
+        else:
+            kh, kw = w.shape[2:]
+            depthwise = a.get("group", 1) > 1
+            h = weight_rounding.patch_covariance(conv_padded(x, a), (kh, kw), tuple(a.get("strides", [1, 1])),
+                                                 tuple(a.get("dilations", [1, 1])), depthwise)
+            q = weight_rounding.round_weights(w.reshape(w.shape[0], -1), scale, h).reshape(w.shape)
+        if self.pair_safe and saturation.is_dense(node):
+            bad = saturation.pair_steps_per_channel(q) > saturation.PAIR_STEPS + 1
+            if bad.any():
+                near = np.clip(np.round(w / scale.reshape((-1,) + (1,) * (w.ndim - 1))), -127, 127)
+                q[bad] = near[bad]
+                self.kept_nearest += int(bad.sum())
+        init = self.qinits[dq.input[0]]
+        init.CopyFrom(numpy_helper.from_array(q.astype(np.int8), init.name))
+        self.qgraph.set_const(init.name, q.astype(np.int8))
+        shape = (-1,) + (1,) * (w.ndim - 1)
+        env[node.input[1]] = torch.from_numpy((q * scale.reshape(shape)).astype(np.float32))
+        self.layers += 1
+
+    def report(self, images: int) -> dict:
+        from . import weight_rounding
+
+        return {"method": "error-compensating (GPTQ update, input covariance)", "layers": self.layers,
+                "images": images, "pair_limited_channels_kept_nearest": self.kept_nearest,
+                "max_fan_in": weight_rounding.MAX_FAN_IN}
 
 
 def mean_shift(yq, yf, clip: tuple[float, float] | None) -> np.ndarray:

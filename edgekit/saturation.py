@@ -50,10 +50,18 @@ def pair_safe_scales(w: np.ndarray) -> np.ndarray:
     return np.maximum(need / PAIR_STEPS, np.finfo(np.float32).tiny)
 
 
+def pair_steps_per_channel(q: np.ndarray) -> np.ndarray:
+    """Per output channel: the largest single weight or same-sign pair sum, in steps, over the kernels' pairings."""
+    q = q.astype(np.int64)
+    need = np.abs(q.reshape(q.shape[0], -1)).max(axis=1)
+    for m in _pairings(q):
+        need = np.maximum(need, _largest_pair(m))
+    return need
+
+
 def max_pair_steps(q: np.ndarray) -> int:
     """Largest int16 pair sum an all-255 input could meet, in weight steps, over the kernels' pairings."""
-    q = q.astype(np.int64)
-    return int(max([np.abs(q).max()] + [_largest_pair(m).max() for m in _pairings(q)]))
+    return int(pair_steps_per_channel(q).max())
 
 
 def is_dense(node: onnx.NodeProto) -> bool:

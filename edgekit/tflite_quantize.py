@@ -162,15 +162,17 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
     if not inv["float_ops"]:
         report["bias_saturated_channels"] = requantize_biases(fg, qg)
         n = min(BIAS_IMAGES, len(pixels))
-        label = "rounding and bias correction" if opts.bias_correction else "rounding"
+        reround = opts.weight_rounding != "nearest"
+        label = " and ".join(["rounding"] * reround + ["bias correction"] * opts.bias_correction) or "checking"
         try:
-            r = tflite_sim.run(fg, qg, pixels[:n], correct_bias=opts.bias_correction, reround=True,
+            r = tflite_sim.run(fg, qg, pixels[:n], correct_bias=opts.bias_correction, reround=reround,
                                progress=progress(f"quantize: {label}", len(qg.ops)))
         except tflite_sim.UnsupportedOp as e:
             raise QuantizeError(f"{label} cannot evaluate op {e}: the integer path does not support it yet") from None
-        report["weight_rounding"] = {"method": "error-compensating (GPTQ update, input covariance)",
-                                     "layers": r["rerounded"], "max_fan_in": weight_rounding.MAX_FAN_IN,
-                                     "images": n}
+        if reround:
+            report["weight_rounding"] = {"method": "error-compensating (GPTQ update, input covariance)",
+                                         "layers": r["rerounded"], "max_fan_in": weight_rounding.MAX_FAN_IN,
+                                         "images": n}
         if opts.bias_correction:
             report["bias_correction"] = {"layers": len(r["shifts"]), "images": n,
                                          "mean_abs_shift_removed": round(float(np.mean(r["shifts"])), 6)}

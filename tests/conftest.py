@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,3 +66,16 @@ def arm64_bundle(tmp_path_factory, cache_dir) -> Path:
     run_cli("build", "--variant", "lite0", "--target", "rpi4", "--num-calib", "20", "--num-val", "16",
             "--out", str(out), "--cache-dir", str(cache_dir), check=True)
     return out / "lite0-arm64-int8"
+
+
+@pytest.fixture(scope="session")
+def lite0_fp32(default_build, cache_dir) -> Path:
+    # the session cache also holds other variants' exports (matrix tests): take lite0's, by its input size
+    from edgekit.variants import get_variant
+
+    size = get_variant("lite0").input_size
+    found = [p for p in sorted(cache_dir.glob("export/*/model.fp32.onnx"))
+             if onnx.load(str(p), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[2].dim_value
+             == size]
+    assert found, "default build left no cached lite0 export"
+    return found[0]

@@ -1,0 +1,158 @@
+"""Accuracy-aware quantization: error-compensating rounding on the ONNX route, layers in float, the sensitivity
+report and the accuracy budget."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgekit import mixed_precision, quantize, saturation, sensitivity
+from edgekit.budget import Budget, BudgetError
+from edgekit.calibration_sets import select
+from edgekit.contract import pixels_nchw, preprocessing
+from edgekit.imagesets import load_pixels
+from edgekit.preprocess import to_input
+from edgekit.variants import get_variant
+
+from .conftest import SAMPLE, needs_shared, run_cli
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    sel = select(None, 24, 0, None, {})
+    return load_pixels(sel.calib, preprocessing(get_variant("lite0"))).pixels
+
+
+@pytest.fixture(scope="module")
+def qdq_pair(lite0_fp32, pixels, tmp_path_factory):
+    """lite0 quantized twice on the same images: nearest rounding and error-compensating (GPTQ) rounding."""
+    d = tmp_path_factory.mktemp("qdq")
+    contract = pixels_nchw(get_variant("lite0"))
+    out = {}
+    for rounding in ("nearest", "gptq"):
+        out[rounding] = d / f"{rounding}.onnx"
+        out[rounding + "_report"] = quantize.quantize_qdq(lite0_fp32, out[rounding], pixels, contract,
+                                                          quantize.QuantOptions(weight_rounding=rounding))
+    return out
+
+
+def _int8_weights(path):
+    m = onnx.load(path)
+    inits = {i.name: i for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    out = {}
+    for n in m.graph.node:
+        if n.op_type in ("Conv", "Gemm") and n.name in mixed_precision.quantized_layers(m):
+            out[n.name] = (n, numpy_helper.to_array(inits[producer[n.input[1]].input[0]]))
+    return out
+
+
+def test_gptq_rounding_keeps_the_grid_and_the_int16_pair_limit(qdq_pair):
+    report = qdq_pair["gptq_report"]["weight_rounding"]
+    assert report["layers"] == 49  # every conv; not the classifier (one sample per image, 1280 inputs)
+    near, gptq = _int8_weights(qdq_pair["nearest"]), _int8_weights(qdq_pair["gptq"])
+    changed = 0
+    for name, (node, q) in gptq.items():
+        qn = near[name][1]
+        assert q.shape == qn.shape and np.abs(q.astype(int) - qn).max() <= 3  # re-rounded, not re-scaled
+        changed += int((q != qn).any())
+        if saturation.is_dense(node):
+            assert saturation.max_pair_steps(q) <= saturation.PAIR_STEPS + 1
+    assert changed >= 40
+
+
+def test_gptq_rounding_lowers_the_logit_error(qdq_pair, lite0_fp32, pixels):
+    x = to_input(pixels[:12], pixels_nchw(get_variant("lite0")))
+    ref = sensitivity.session_logits(onnx.load(lite0_fp32), x)
+
+    def sqnr(path):
+        out = sensitivity.session_logits(onnx.load(path), x)
+        return 10 * np.log10((ref ** 2).sum() / ((out - ref) ** 2).sum())
+
+    near, gptq = sqnr(qdq_pair["nearest"]), sqnr(qdq_pair["gptq"])
+    print(f"logit SQNR nearest {near:.2f} dB, gptq {gptq:.2f} dB")
+    assert gptq > near + 0.3
+
+
+def test_float_layers_run_in_float_with_their_relu6(qdq_pair, lite0_fp32, pixels):
+    fm, qm = onnx.load(lite0_fp32), onnx.load(qdq_pair["gptq"])
+    layers = mixed_precision.quantized_layers(qm)
+    assert len(layers) == 50
+    dw = "/blocks/blocks.1/blocks.1.0/conv_dw/Conv"  # its input is conv_pw + ReLU6, the Clip fused into a Q
+    m = mixed_precision.float_layers(fm, qm, [dw, layers[-1]])
+    onnx.checker.check_model(m)
+    assert len(mixed_precision.quantized_layers(m)) == 48
+    node = next(n for n in m.graph.node if n.name == dw)
+    clip = next(n for n in m.graph.node if node.input[0] in n.output)
+    assert clip.op_type == "Clip"
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    assert float(inits[clip.input[1]]) == 0.0 and float(inits[clip.input[2]]) == 6.0
+    fw = {i.name: numpy_helper.to_array(i) for i in fm.graph.initializer}
+    fnode = next(n for n in fm.graph.node if n.name == dw)
+    assert np.array_equal(inits[node.input[1]], fw[fnode.input[1]])
+    x = to_input(pixels[:4], pixels_nchw(get_variant("lite0")))
+    ref = sensitivity.session_logits(fm, x)
+    err = {k: float(((sensitivity.session_logits(mod, x) - ref) ** 2).sum())
+           for k, mod in (("int8", qm), ("all float", mixed_precision.float_layers(fm, qm, layers)))}
+    assert err["all float"] < 0.5 * err["int8"], err
+    with pytest.raises(KeyError, match="not an int8 layer"):
+        mixed_precision.float_layers(fm, qm, ["/no/such/Conv"])
+
+
+def test_sensitivity_ranks_layers_and_lists_ranges(qdq_pair, lite0_fp32, pixels):
+    fm, qm = onnx.load(lite0_fp32), onnx.load(qdq_pair["gptq"])
+    x = to_input(pixels[:4], pixels_nchw(get_variant("lite0")))
+    layers = mixed_precision.quantized_layers(qm)
+    base, effects = sensitivity.rank_layers(fm, qm, x, layers=[layers[0], layers[5], layers[-1]])
+    assert [e.gain_db for e in effects] == sorted((e.gain_db for e in effects), reverse=True)
+    assert {e.layer for e in effects} == {layers[0], layers[5], layers[-1]}
+    for e in effects:
+        assert e.gain_db == pytest.approx(e.sqnr_db - base["logit_sqnr_db"])
+        assert 0 < e.macs_share < 0.2
+    kinds = {e.layer: e.kind for e in effects}
+    assert kinds[layers[0]] == "3x3 conv" and kinds[layers[-1]] == "fully connected"
+    ranges = sensitivity.activation_ranges(qm)
+    assert ranges[0]["tensor"] == "pixels" and (ranges[0]["min"], ranges[0]["max"]) == (0.0, 255.0)
+    assert all(r["min"] <= 0 <= r["max"] for r in ranges) and len(ranges) > 50
+
+
+def test_budget_words():
+    b = Budget(max_drop=0.2, min_agreement=0.993)
+    assert b.problems({"top1_drop_points": 0.0, "top1_agreement": 0.9933}) == []
+    assert b.problems({"top1_drop_points": 0.33, "top1_agreement": 0.99}) == [
+        "top-1 drop 0.33 points > 0.2", "agreement 99.00 % < 99.3 %"]
+    assert "labelled" in Budget(max_drop=0.2).problems({"top1_agreement": 1.0})[0]
+    with pytest.raises(BudgetError):
+        Budget()
+    with pytest.raises(BudgetError, match="percentage"):
+        Budget(min_agreement=99.3)
+
+
+@needs_shared
+def test_budget_that_cannot_hold_searches_then_fails_saying_which_layers(cache_dir, tmp_path):
+    """INT8 must beat FP32 by 5 points of top-1: no layer choice gets there, so the build puts the most sensitive
+    layers in float one at a time (each model validated), then fails in one line naming them; no bundle."""
+    r = run_cli("build", "--variant", "lite0", "--target", "onnx", "--calib", str(SAMPLE), "--num-calib", "24",
+                "--num-val", "40", "--out", str(tmp_path), "--cache-dir", str(cache_dir), "--max-drop", "-5")
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "budget --max-drop -5 not met" in last and "most sensitive: /" in last and "edgekit analyze" in last
+    assert not (tmp_path / "lite0-onnx-int8").exists()
+    assert len(list((cache_dir / "mixed").iterdir())) >= 2  # the search built (and validated) mixed models
+
+
+def test_analyze_cli_reports_every_layer_sorted_and_refuses_arm64(default_build, cache_dir, tmp_path):
+    """On the default build's cached export and quantize stages (same calibration), 2 images per layer model."""
+    r = run_cli("analyze", "--variant", "lite0", "--target", "x86", "--num-calib", "20", "--images", "2",
+                "--top", "5", "--out", str(tmp_path), "--cache-dir", str(cache_dir), check=True)
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("lite0 on x86: all int8 logit SQNR") and len(lines) == 1 + 1 + 5 + 2
+    report = json.loads((tmp_path / "lite0-x86.sensitivity.json").read_text())
+    assert len(report["layers"]) == 50 and report["images"] == 2
+    gains = [e["gain_db"] for e in report["layers"]]
+    assert gains == sorted(gains, reverse=True)
+    assert report["calibration"]["method"] == "percentile" and report["calibration"]["weight_rounding"] == "gptq"
+    assert report["timings"]["quantize"]["cached"]  # the build's quantize stage, not a second one
+    bad = run_cli("analyze", "--target", "arm64", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "arm64" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
