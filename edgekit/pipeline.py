@@ -526,9 +526,11 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
                 "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")},
                 "plain_int8_target": best.tgt})
     top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
+    report = write_json(req.out_dir / f"{bundle_name(req.variant, req.target)}.budget-not-met.json",
+                        {"variant": req.variant.name, "target": req.target.name, "budget": budget.to_dict(),
+                         "problems": problems, "search": tried, "ranking": sens.meta})
     raise BuildError(f"{name}: accuracy budget {budget.describe()} not met ({'; '.join(problems)}); tried "
-                     f"{_tried(tried)}; most sensitive: {top}; per-layer report: edgekit analyze --variant "
-                     f"{req.variant.name} --target {req.target.name}")
+                     f"{_tried(tried)}; most sensitive: {top}; search and per-layer ranking: {report}")
 
 
 def _tried(tried: list[dict]) -> str:

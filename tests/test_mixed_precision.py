@@ -137,8 +137,12 @@ def test_budget_that_cannot_hold_searches_then_fails_saying_which_layers(cache_d
                 "--num-val", "40", "--out", str(tmp_path), "--cache-dir", str(cache_dir), "--max-drop", "-5")
     assert r.returncode == 2, r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert "budget --max-drop -5 not met" in last and "most sensitive: /" in last and "edgekit analyze" in last
+    assert "budget --max-drop -5 not met" in last and "most sensitive: /" in last
     assert not (tmp_path / "lite0-onnx-int8").exists()
+    report = json.loads((tmp_path / "lite0-onnx-int8.budget-not-met.json").read_text())
+    assert [t["method"] for t in report["search"][:2]] == ["percentile", "minmax"]
+    assert len(report["search"]) >= 3 and report["search"][-1]["float_layers"] >= 1
+    assert len(report["ranking"]["layers"]) == 50 and report["problems"]
     assert len(list((cache_dir / "mixed").iterdir())) >= 2  # the search built (and validated) mixed models
 
 
