@@ -140,7 +140,7 @@ def test_budget_that_cannot_hold_searches_then_fails_saying_which_layers(cache_d
     assert "budget --max-drop -5 not met" in last and "most sensitive: /" in last
     assert not (tmp_path / "lite0-onnx-int8").exists()
     report = json.loads((tmp_path / "lite0-onnx-int8.budget-not-met.json").read_text())
-    assert [t["method"] for t in report["search"][:2]] == ["percentile", "minmax"]
+    assert [t["method"] for t in report["search"][:2]] == ["minmax", "percentile"]
     assert len(report["search"]) >= 3 and report["search"][-1]["float_layers"] >= 1
     assert len(report["ranking"]["layers"]) == 50 and report["problems"]
     assert len(list((cache_dir / "mixed").iterdir())) >= 2  # the search built (and validated) mixed models
@@ -156,7 +156,7 @@ def test_analyze_cli_reports_every_layer_sorted_and_refuses_arm64(default_build,
     assert len(report["layers"]) == 50 and report["images"] == 2
     gains = [e["gain_db"] for e in report["layers"]]
     assert gains == sorted(gains, reverse=True)
-    assert report["calibration"]["method"] == "percentile" and report["calibration"]["weight_rounding"] == "gptq"
+    assert report["calibration"]["method"] == "minmax" and report["calibration"]["weight_rounding"] == "gptq"
     assert report["timings"]["quantize"]["cached"]  # the build's quantize stage, not a second one
     bad = run_cli("analyze", "--target", "arm64", "--out", str(tmp_path))
     assert bad.returncode == 2 and "arm64" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
