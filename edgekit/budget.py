@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_FLOAT_LAYERS = 8  # the search gives up after this many layers in float: past it, int8 has lost its point
-MAX_SLOWDOWN = 1.10  # mixed-precision latency over plain int8 that a budget may cost (issue 6's limit)
+MAX_SLOWDOWN = 1.10  # mixed-precision latency over plain int8 past which the build warns (issue 6's limit)
 
 
 class BudgetError(RuntimeError):

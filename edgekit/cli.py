@@ -158,8 +158,9 @@ def _errors() -> tuple[type, ...]:
 @main.command()
 @_model_options
 @click.option("--max-drop", default=None, type=float,
-              help="Accuracy budget: most top-1 points INT8 may lose against FP32 on the validation images; layers "
-                   "go float (x86, onnx), most sensitive first, until it holds, or the build fails saying which.")
+              help="Accuracy budget: most top-1 points INT8 may lose against FP32 on the validation images. The "
+                   "build tries the other range method, then layers in float (x86, onnx), most sensitive first, until "
+                   "it holds, or fails saying which layers it tried.")
 @click.option("--min-agreement", default=None, type=float,
               help="Accuracy budget: least top-1 agreement with FP32, in percent (e.g. 99.3).")
 @click.option("--allow-float", is_flag=True, help="arm64: ship ops the integer path cannot handle as float "

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 
 from . import __version__, arch, backends, cache, contract, export, imagesets, manifest, metrics
 from . import litert_export, modelcard, preprocess, quantize, runtimes, tflite_quantize
-from .budget import MAX_FLOAT_LAYERS, Budget
+from .budget import MAX_FLOAT_LAYERS, MAX_SLOWDOWN, Budget
 from .calibration_sets import Selection
 from .target_table import Target
 from .variants import Variant
@@ -570,6 +571,10 @@ def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids
         st = meet_budget(req, st, c, log, progress, calib)
         if st.mixed is not None and st.mixed["float_layers"]:
             st.mixed["latency"] = mixed_latency(req, st.mixed.pop("plain_int8_target"), st.tgt, progress)
+            ratio = st.mixed["latency"]["threads_1"]["ratio"]
+            if ratio > MAX_SLOWDOWN:
+                warnings.warn(f"the budget's float layers make {req.variant.name} on {req.target.name} x{ratio:.2f} "
+                              f"slower than plain int8 (limit x{MAX_SLOWDOWN:.2f}); the manifest records both")
     gold = stage_golden(req, st.tgt, c, log, progress)
     log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)
     path = write_bundle(dataclasses.replace(req, quant=st.quant), st.exp, st.q, st.tgt, st.val, gold, log,
