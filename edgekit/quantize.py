@@ -233,13 +233,12 @@ class _Rerounder:
             h = weight_rounding.patch_covariance(conv_padded(x, a), (kh, kw), tuple(a.get("strides", [1, 1])),
                                                  tuple(a.get("dilations", [1, 1])), depthwise)
             q = weight_rounding.round_weights(w.reshape(w.shape[0], -1), scale, h).reshape(w.shape)
+        init = self.qinits[dq.input[0]]
         if self.pair_safe and saturation.is_dense(node):
             bad = saturation.pair_steps_per_channel(q) > saturation.PAIR_STEPS + 1
-            if bad.any():
-                near = np.clip(np.round(w / scale.reshape((-1,) + (1,) * (w.ndim - 1))), -127, 127)
-                q[bad] = near[bad]
+            if bad.any():  # those channels keep the pair-safe nearest rounding already in the model
+                q[bad] = numpy_helper.to_array(init)[bad]
                 self.kept_nearest += int(bad.sum())
-        init = self.qinits[dq.input[0]]
         init.CopyFrom(numpy_helper.from_array(q.astype(np.int8), init.name))
         self.qgraph.set_const(init.name, q.astype(np.int8))
         shape = (-1,) + (1,) * (w.ndim - 1)
@@ -247,11 +246,8 @@ class _Rerounder:
         self.layers += 1
 
     def report(self, images: int) -> dict:
-        from . import weight_rounding
-
         return {"method": "error-compensating (GPTQ update, input covariance)", "layers": self.layers,
-                "images": images, "pair_limited_channels_kept_nearest": self.kept_nearest,
-                "max_fan_in": weight_rounding.MAX_FAN_IN}
+                "images": images, "pair_limited_channels_kept_nearest": self.kept_nearest}
 
 
 def mean_shift(yq, yf, clip: tuple[float, float] | None) -> np.ndarray:
