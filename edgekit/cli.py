@@ -98,13 +98,13 @@ def _summary(path: Path, m: dict) -> str:
                      f"(drop {v['top1_drop_points']:.2f} points)")
         lines.append(line)
     mixed = m.get("mixed_precision")
-    if mixed and not mixed["float_layers"]:
+    if mixed and not mixed["layers"]:
         lines.append(f"  budget: met in plain int8 with --method {m['calibration']['method']} "
                      f"({len(mixed['search'])} models tried)")
     elif mixed:
         lat = mixed["latency"]["threads_1"]
-        lines.append(f"  budget: {len(mixed['float_layers'])} layer(s) left in float "
-                     f"({', '.join(e['layer'] for e in mixed['float_layers'])}); 1-thread latency "
+        lines.append(f"  budget: {len(mixed['layers'])} layer(s) in {mixed['raised_to']} "
+                     f"({', '.join(e['layer'] for e in mixed['layers'])}); 1-thread latency "
                      f"{lat['int8_p50_ms']:.2f} -> {lat['mixed_p50_ms']:.2f} ms (x{lat['ratio']:.2f})")
     if not m["weights"]["pretrained"]:
         lines.append("  WARNING: " + m["weights"]["warning"])
@@ -224,15 +224,16 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
 @main.command()
 @_model_options
 @click.option("--images", default=64, show_default=True,
-              help="Calibration images each one-layer-in-float model is run on.")
+              help="Calibration images each one-layer-raised model is run on (arm64 simulates integer arithmetic "
+                   "in torch: about 2 min for lite0 at 32 images).")
 @click.option("--top", default=20, show_default=True, help="Layers to print (the JSON has all).")
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Where the JSON report <variant>-<target>.sensitivity.json is written.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def analyze(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file,
             random_weights, cache_dir, images, top, out_dir, as_json) -> None:
-    """Per-layer sensitivity: each int8 layer in float on its own, its effect on logit SQNR and agreement, sorted;
-    and the activation ranges calibration chose."""
+    """Per-layer sensitivity: each int8 layer raised on its own (in float on x86/onnx; its output tensor in int16,
+    a16w8, on arm64), its effect on logit SQNR and agreement, sorted; and the activation ranges calibration chose."""
     from .target_table import UnknownTarget, get_target
 
     try:
@@ -242,9 +243,6 @@ def analyze(variant_name, target_name, calib, num_calib, num_val, method, roundi
         _fail(str(e))
     if len(variants_) != 1:
         _fail("analyze takes one --variant, not 'all'")
-    if target.route == "litert":
-        _fail(f"analyze supports the ONNX-route targets (x86, onnx) for now, not {target.name}: its per-layer report "
-              "is not implemented yet")
     if images < 1:
         _fail("--images must be at least 1")
     from . import cache as cache_mod
@@ -276,6 +274,7 @@ def _analysis_table(r: dict, top: int) -> str:
     b = r["all_int8"]
     lines = [f"{r['variant']} on {r['target']}: all int8 logit SQNR {b['logit_sqnr_db']:.2f} dB, agreement "
              f"{100 * b['top1_agreement']:.2f} % ({r['images']} {r['image_source']}, {r['runtime']})",
+             f"  ({r['method']})",
              f"{'#':>3} {'layer':48} {'kind':16} {'MACs':>6} {'SQNR dB':>8} {'gain':>6} {'agree %':>8}"]
     for i, e in enumerate(r["layers"][:top], 1):
         lines.append(f"{i:>3} {e['layer'][-48:]:48} {e['kind']:16} {100 * e['macs_share']:5.1f}% "

@@ -39,6 +39,10 @@ MODEL_CARD = "README.md"
 GOLDEN_IMAGES = 32  # preprocessed validation inputs carried in the bundle, with PyTorch's logits
 RANGE_METHODS = ("percentile", "minmax")  # what a budget tries before any layer goes float
 BUDGET_RANKING_IMAGES = 32  # calibration images the budget ranks layers on (edgekit analyze: --images)
+RAISED = {"onnx": "float", "litert": "int16 activations"}  # what a budget raises a layer to, per route
+# litert: a16w8 ops fall back from XNNPACK to TFLite's reference kernels (int16 on lite0's stem conv, 2.8 % of
+# its MACs, made it 4.4x slower; on the classifier, 0.3 %, 1.6 % slower): only tensors this cheap are tried
+INT16_MAX_MACS_SHARE = 0.01
 LATENCY_RUNS = 40  # per artifact, interleaved, when a budget put layers in float
 
 
@@ -194,6 +198,34 @@ def stage_sensitivity(req: BuildRequest, exp: cache.Hit, q: cache.Hit, c: cache.
     return hit
 
 
+def stage_sensitivity_tflite(req: BuildRequest, q: cache.Hit, c: cache.Cache, log: StageLog, progress: Progress,
+                             calib: Callable[[], imagesets.Loaded], images: int, max_macs_share: float = 1.0
+                             ) -> cache.Hit:
+    """Each activation tensor of the INT8 .tflite in int16 on its own (those whose a16w8 ops hold at most
+    max_macs_share of the MACs), on the first `images` calibration images (tflite_sensitivity.py)."""
+    parts = {"quantize": q.path.name, "images": images, "max_macs_share": max_macs_share,
+             "code": cache.code_digest("tflite_sensitivity", "tflite_sim", "tflite_graph", "metrics")}
+
+    def produce(tmp: Path) -> dict:
+        from . import tflite_graph, tflite_sensitivity
+
+        px = calib().pixels[:images]
+        fg = tflite_graph.read((q.path / "model.fp32.tflite").read_bytes())
+        qg = tflite_graph.read((q.path / "model.int8.tflite").read_bytes())
+        share = tflite_sensitivity.candidates(qg, max_macs_share)
+        advance = progress("analyze: each activation in int16 on its own", len(share))
+        base, effects = tflite_sensitivity.rank_tensors(fg, qg, px, share, advance)
+        return {"images": int(len(px)), "image_source": "calibration images",
+                "runtime": "edgekit integer simulation (tflite_sim)", "all_int8": base,
+                "layers": [e.to_dict() for e in effects],
+                "activation_ranges": tflite_sensitivity.activation_ranges(qg)}
+
+    t = time.perf_counter()
+    hit = c.run("sensitivity-tflite", parts, produce)
+    log.add("sensitivity", time.perf_counter() - t, hit.cached)
+    return hit
+
+
 def stage_mixed(req: BuildRequest, exp: cache.Hit, q: cache.Hit, names: list[str], c: cache.Cache,
                 log: StageLog) -> cache.Hit:
     """The INT8 QDQ model with `names` in float (mixed_precision.py); same file name, so the target stage takes it."""
@@ -258,10 +290,12 @@ def stage_convert(req: BuildRequest, c: cache.Cache, log: StageLog, progress: Pr
 
 
 def stage_quantize_tflite(req: BuildRequest, conv: cache.Hit, c: cache.Cache, log: StageLog, progress: Progress,
-                          calib: Callable[[], imagesets.Loaded]) -> tuple[cache.Hit, cache.Hit]:
-    """litert route: float .tflite -> INT8 .tflite; the entry holds both artifacts, so it is also the target stage.
+                          calib: Callable[[], imagesets.Loaded], int16: tuple[str, ...] = ()
+                          ) -> tuple[cache.Hit, cache.Hit]:
+    """litert route: float .tflite -> INT8 .tflite (with `int16` activation tensors: an accuracy budget's a16w8
+    layers); the entry holds both artifacts, so it is also the target stage.
     Returns (calibration view, artifacts view) of the one cache entry."""
-    parts = {"convert": conv.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
+    parts = {**({"int16_tensors": list(int16)} if int16 else {}), "convert": conv.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
              "allow_float": req.allow_float,
              "tools": {k: tool_versions().get(k) for k in ("ai-edge-quantizer", "ai-edge-litert", "torch")},
              "code": cache.code_digest("tflite_quantize", "tflite_sim", "weight_rounding", "tflite_graph", "quantize",
@@ -272,7 +306,7 @@ def stage_quantize_tflite(req: BuildRequest, conv: cache.Hit, c: cache.Cache, lo
         contracts = contract.for_artifacts(req.target, req.variant)
         report = tflite_quantize.quantize_tflite(conv.path / "model.fp32.tflite", tmp / "model.int8.tflite",
                                                  loaded.pixels, contracts["int8"], req.quant, req.allow_float,
-                                                 progress)
+                                                 progress, int16)
         shutil.copyfile(conv.path / "model.fp32.tflite", tmp / "model.fp32.tflite")
         inv = report.pop("inventory")
         output = report.pop("output")
@@ -284,7 +318,7 @@ def stage_quantize_tflite(req: BuildRequest, conv: cache.Hit, c: cache.Cache, lo
 
     t = time.perf_counter()
     hit = c.run("quantize-tflite", parts, produce)
-    log.add("quantize", time.perf_counter() - t, hit.cached)
+    log.add(f"quantize:int16x{len(int16)}" if int16 else "quantize", time.perf_counter() - t, hit.cached)
     return (cache.Hit(hit.path, hit.meta["calibration"], hit.cached),
             cache.Hit(hit.path, hit.meta["artifacts"], hit.cached))
 
@@ -393,8 +427,8 @@ def write_bundle(req: BuildRequest, exp: cache.Hit, q: cache.Hit, tgt: cache.Hit
             "variant": {**v.to_dict(), "macs": arch.count_macs(v)},
             "target": {"name": req.target.name, "format": req.target.format, "runtime": req.target.runtime,
                        "device_install": req.target.device_install},
-            "precision": f"int8 with {len(mixed['float_layers'])} layer(s) in float" if mixed and mixed["float_layers"]
-            else "int8",
+            "precision": f"int8 with {len(mixed['layers'])} layer(s) in {mixed['raised_to']}"
+            if mixed and mixed["layers"] else "int8",
             "mixed_precision": mixed,
             "artifacts": {"int8": tgt.meta["int8"], "fp32": tgt.meta["fp32"]},
             **_io_blocks(req, tgt),
@@ -485,15 +519,16 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
     """Make the INT8 artifact keep the accuracy budget on the validation images, cheapest change first:
     1. the other activation-range methods (still plain int8, no latency cost), each validated with the target's
        runtime;
-    2. on the best of those, the layers that recover most (sensitivity ranking, on calibration images) in float, one
-       more at a time, each model validated, up to MAX_FLOAT_LAYERS.
+    2. on the best of those, the layers that recover most (sensitivity ranking, on calibration images) raised to
+       the higher precision the target runs (RAISED), one more at a time, each model validated, up to
+       MAX_FLOAT_LAYERS.
     BuildError naming the most sensitive layers if nothing holds."""
     budget = req.budget
     problems = budget.problems(st.val.meta)
     if not problems:
         return st
     name = f"{req.variant.name} on {req.target.name}"
-    tried = [{"method": st.quant.method, "float_layers": 0, **_brief(st.val.meta)}]
+    tried = [{"method": st.quant.method, "raised_layers": 0, **_brief(st.val.meta)}]
     best = st
     for method in RANGE_METHODS:
         if method == st.quant.method or (req.target.route == "litert" and method not in tflite_quantize.METHODS):
@@ -501,43 +536,50 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
         alt = dataclasses.replace(req, quant=dataclasses.replace(req.quant, method=method))
         exp, q, tgt = quantized_stages(alt, c, log, progress, calib)
         val = stage_validate(alt, tgt, c, log, progress)
-        tried.append({"method": method, "float_layers": 0, **_brief(val.meta)})
+        tried.append({"method": method, "raised_layers": 0, **_brief(val.meta)})
         cand = Stages(exp, q, tgt, val, alt.quant)
         if not budget.problems(val.meta):
-            cand.mixed = {"budget": budget.to_dict(), "float_layers": [], "search": tried}
+            cand.mixed = {"budget": budget.to_dict(), "raised_to": None, "layers": [], "search": tried}
             return cand
         if _score(val.meta) > _score(best.val.meta):
             best = cand
-    if req.target.route == "litert":
-        raise BuildError(f"{name}: accuracy budget {budget.describe()} not met ({'; '.join(problems)}) with any "
-                         f"range method ({_tried(tried)}); this target cannot raise layer precision yet: more "
-                         "--num-calib, or a looser budget")
     breq = dataclasses.replace(req, quant=best.quant)
-    sens = stage_sensitivity(breq, best.exp, best.q, c, log, progress, calib, BUDGET_RANKING_IMAGES)
+    raised_to = RAISED[req.target.route]
+    if req.target.route == "litert":
+        sens = stage_sensitivity_tflite(breq, best.q, c, log, progress, calib, BUDGET_RANKING_IMAGES,
+                                        INT16_MAX_MACS_SHARE)
+
+        def raise_layers(chosen: list[dict]) -> tuple[cache.Hit, cache.Hit]:
+            return stage_quantize_tflite(breq, best.exp, c, log, progress, calib, tuple(e["tensor"] for e in chosen))
+    else:
+        sens = stage_sensitivity(breq, best.exp, best.q, c, log, progress, calib, BUDGET_RANKING_IMAGES)
+
+        def raise_layers(chosen: list[dict]) -> tuple[cache.Hit, cache.Hit]:
+            mq = stage_mixed(breq, best.exp, best.q, [e["layer"] for e in chosen], c, log)
+            return mq, stage_target(breq, best.exp, mq, c, log, progress)
     ranked = [e for e in sens.meta["layers"] if e["gain_db"] > 0][:MAX_FLOAT_LAYERS]
     for k in range(1, len(ranked) + 1):
-        names = [e["layer"] for e in ranked[:k]]
-        mq = stage_mixed(breq, best.exp, best.q, names, c, log)
-        tgt = stage_target(breq, best.exp, mq, c, log, progress)
+        mq, tgt = raise_layers(ranked[:k])
         val = stage_validate(breq, tgt, c, log, progress)
-        tried.append({"method": best.quant.method, "float_layers": k, **_brief(val.meta)})
+        tried.append({"method": best.quant.method, "raised_layers": k, **_brief(val.meta)})
         if not budget.problems(val.meta):
             return Stages(best.exp, mq, tgt, val, best.quant, {
-                "budget": budget.to_dict(), "float_layers": ranked[:k], "search": tried,
+                "budget": budget.to_dict(), "raised_to": raised_to, "layers": ranked[:k], "search": tried,
                 "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")},
                 "plain_int8_target": best.tgt})
     top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
     report = write_json(req.out_dir / f"{bundle_name(req.variant, req.target)}.budget-not-met.json",
                         {"variant": req.variant.name, "target": req.target.name, "budget": budget.to_dict(),
-                         "problems": problems, "search": tried, "ranking": sens.meta})
+                         "problems": problems, "raised_to": raised_to, "search": tried, "ranking": sens.meta})
     raise BuildError(f"{name}: accuracy budget {budget.describe()} not met ({'; '.join(problems)}); tried "
-                     f"{_tried(tried)}; most sensitive: {top}; search and per-layer ranking: {report}")
+                     f"{_tried(tried, raised_to)}; most sensitive: {top}; search and per-layer ranking: {report}")
 
 
-def _tried(tried: list[dict]) -> str:
+def _tried(tried: list[dict], raised_to: str) -> str:
     best = max(tried, key=_score)
     return (f"{len(tried)} models, best {100 * (best['top1_agreement'] or 0):.2f} % agreement, drop "
-            f"{best['top1_drop_points']:.2f} points ({best['method']}, {best['float_layers']} layer(s) in float)")
+            f"{best['top1_drop_points']:.2f} points ({best['method']}, {best['raised_layers']} layer(s) in "
+            f"{raised_to})")
 
 
 def mixed_latency(req: BuildRequest, plain: cache.Hit, mixed: cache.Hit, progress: Progress) -> dict:
@@ -569,11 +611,12 @@ def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids
     st = Stages(exp, q, tgt, stage_validate(req, tgt, c, log, progress), req.quant)
     if req.budget is not None:
         st = meet_budget(req, st, c, log, progress, calib)
-        if st.mixed is not None and st.mixed["float_layers"]:
+        if st.mixed is not None and st.mixed["layers"]:
             st.mixed["latency"] = mixed_latency(req, st.mixed.pop("plain_int8_target"), st.tgt, progress)
             ratio = st.mixed["latency"]["threads_1"]["ratio"]
             if ratio > MAX_SLOWDOWN:
-                warnings.warn(f"the budget's float layers make {req.variant.name} on {req.target.name} x{ratio:.2f} "
+                warnings.warn(f"the budget's layers in {st.mixed['raised_to']} make {req.variant.name} on "
+                              f"{req.target.name} x{ratio:.2f} "
                               f"slower than plain int8 (limit x{MAX_SLOWDOWN:.2f}); the manifest records both")
     gold = stage_golden(req, st.tgt, c, log, progress)
     log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)
@@ -585,17 +628,22 @@ def build(req: BuildRequest, c: cache.Cache, class_names: list[str], class_wnids
 
 def analyze(req: BuildRequest, c: cache.Cache, images: int, progress: Progress = _no_progress) -> dict:
     """`edgekit analyze`: export and quantize (cached, as a build would), then the per-layer sensitivity report."""
-    if req.target.route == "litert":
-        raise BuildError(f"analyze supports the ONNX-route targets, not {req.target.name}")
     log = StageLog()
     calib = _calib_loader(req, progress)
-    exp = stage_export(req, c, log, progress, lambda: calib().pixels)
-    q = stage_quantize(req, exp, c, log, progress, calib)
-    sens = stage_sensitivity(req, exp, q, c, log, progress, calib, images)
+    if req.target.route == "litert":
+        exp = stage_convert(req, c, log, progress, lambda: calib().pixels)
+        q, _ = stage_quantize_tflite(req, exp, c, log, progress, calib)
+        sens = stage_sensitivity_tflite(req, q, c, log, progress, calib, images)
+        method = ("each activation tensor in int16 on its own (its producer and consumers a16w8, the integer-only "
+                  "higher precision TFLite has), the rest int8; logits against the float .tflite")
+    else:
+        exp = stage_export(req, c, log, progress, lambda: calib().pixels)
+        q = stage_quantize(req, exp, c, log, progress, calib)
+        sens = stage_sensitivity(req, exp, q, c, log, progress, calib, images)
+        method = "each int8 layer in float on its own (its weights, bias and input), the rest int8; logits against FP32"
     return {"variant": req.variant.name, "target": req.target.name, "calibration": {
                 "source": req.selection.source, "digest": req.selection.calib_digest, **req.quant.to_dict()},
-            "method": "each int8 layer in float on its own (its weights, bias and input), the rest int8; logits "
-                      "against FP32", **sens.meta, "timings": log.stages, "tools": tool_versions()}
+            "method": method, **sens.meta, "timings": log.stages, "tools": tool_versions()}
 
 
 def write_json(path: Path, doc: dict) -> Path:

@@ -40,11 +40,12 @@ class LayerEffect:
     sqnr_db: float  # logits vs FP32 with this layer in float, the rest int8
     agreement: float
     gain_db: float  # over the all-int8 model
+    tensor: str | None = None  # TFLite: the activation tensor held in int16 (`layer` names its producer)
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "kind": self.kind, "macs_share": round(self.macs_share, 4),
                 "logit_sqnr_db": round(self.sqnr_db, 2), "top1_agreement": round(self.agreement, 4),
-                "gain_db": round(self.gain_db, 2)}
+                "gain_db": round(self.gain_db, 2), **({"tensor": self.tensor} if self.tensor else {})}
 
 
 def layer_kinds(model: onnx.ModelProto) -> dict[str, str]:

@@ -13,11 +13,14 @@ ImageNet images, logit SQNR against the float .tflite):
   17.4 -> 23.9 dB.
 - Weights of the stem and depthwise layers: re-rounded for the inputs they see (weight_rounding.py), in the same
   sequential pass, before each layer's bias correction: 23.8 -> 24.7 dB.
+- An accuracy budget may hold chosen activation tensors in int16 (`int16`): their producer and consumers become
+  a16w8 ops (int64 biases), still integer-only (tflite_sensitivity.py says which tensors are worth it).
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -35,12 +38,18 @@ class QuantizeError(RuntimeError):
     pass
 
 
-def _aeq_keys(float_model: bytes, pixels: np.ndarray):
-    """The quantizer and the tensors it wants ranges for (its own calibration on one image gives the structure)."""
+def _aeq_keys(float_model: bytes, pixels: np.ndarray, fg: tflite_graph.Graph, int16: tuple[str, ...] = ()):
+    """The quantizer and the tensors it wants ranges for (its own calibration on one image gives the structure).
+    `int16`: activation tensors to hold in int16; their producer and consumers become a16w8 ops (the quantizer
+    puts QUANTIZE ops where those meet int8 ops)."""
     from ai_edge_quantizer import quantizer, recipe
 
     qt = quantizer.Quantizer(float_model)
     qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    for kind, scope in a16w8_ops(fg, int16):
+        # the quantizer's op scope is its output names + ";" (the graph's OUTPUT: the output tensor's name)
+        qt.add_static_config(regex=f"^{re.escape(scope)};$", operation_name=kind, activation_num_bits=16,
+                             weight_num_bits=8)
     it = interpreter(float_model)
     sig = it.get_signature_list()
     key = next(iter(sig))
@@ -107,22 +116,43 @@ def activation_ranges(float_model: bytes, names: list[str], pixels: np.ndarray, 
     return {n: (lo[n], hi[n]) for n in names}
 
 
+def a16w8_ops(fg: tflite_graph.Graph, int16: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(op kind, output name) of every op that must run a16w8 for the `int16` tensors to stay int16: each one's
+    producer and all its consumers ("OUTPUT" for a graph output, so the artifact returns it in int16)."""
+    names = {t.name: t.index for t in fg.tensors}
+    out: list[tuple[str, str]] = []
+    for name in int16:
+        if name not in names:
+            raise QuantizeError(f"no tensor named '{name}' in the float model: cannot hold it in int16")
+        j = names[name]
+        for op in fg.ops:
+            if j in op.outputs or j in op.inputs:
+                out.append((op.kind, fg.tensors[op.outputs[0]].name))
+        if j in fg.outputs:
+            out.append(("OUTPUT", name))
+    return list(dict.fromkeys(out))
+
+
 def requantize_biases(fg: tflite_graph.Graph, qg: tflite_graph.Graph) -> int:
     """int32 biases from the float biases, saturated; returns how many channels did not fit int32."""
+    from .tflite_sim import pairs
+
     clamped = 0
-    for fop, qop in zip(fg.ops, qg.ops):
-        if qop.kind in tflite_graph.LAYERS and len(qop.inputs) > 2 and qop.inputs[2] >= 0:
+    for fop, qop in pairs(fg, qg):
+        if fop is not None and qop.kind in tflite_graph.LAYERS and len(qop.inputs) > 2 and qop.inputs[2] >= 0:
             b = qg.tensors[qop.inputs[2]]
+            info = np.iinfo(b.data.dtype)  # int32, or int64 for a16w8 layers
             want = np.round(fg.tensors[fop.inputs[2]].data.astype(np.float64) / b.scale)
-            clamped += int((np.abs(want) > 2**31 - 1).sum())
-            b.data[:] = np.clip(want, -2**31, 2**31 - 1).astype(np.int32)
+            clamped += int(((want > info.max) | (want < info.min)).sum())
+            b.data[:] = np.clip(want, info.min, info.max).astype(b.data.dtype)
     return clamped
 
 
 def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contract: dict, opts: QuantOptions,
                     allow_float: bool = False, progress: Callable[[str, int | None], Callable[[int], None]]
-                    | None = None) -> dict:
-    """Write the INT8 .tflite to `out`; returns the report (ranges, bias correction, op inventory)."""
+                    | None = None, int16: tuple[str, ...] = ()) -> dict:
+    """Write the INT8 .tflite to `out`; returns the report (ranges, bias correction, op inventory). `int16`:
+    activation tensors held in int16 (a16w8 ops around them: the accuracy budget's higher precision here)."""
     from . import tflite_sim, weight_rounding  # torch: imported only when a quantize stage actually runs
 
     if opts.method not in METHODS:
@@ -131,7 +161,7 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
     progress = progress or (lambda label, total: (lambda n: None))
     float_model = Path(float_path).read_bytes()
     fg = tflite_graph.read(float_model)
-    qt, cal = _aeq_keys(float_model, pixels)
+    qt, cal = _aeq_keys(float_model, pixels, fg, int16)
     input_name = fg.tensors[fg.inputs[0]].name
     q = input_contract["quantization"]
     info = np.iinfo(np.dtype(input_contract["dtype"]))
@@ -159,6 +189,9 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
               "format": "TFLite fully-integer", "input_grid": {"scale": q["scale"], "zero_point": q["zero_point"]},
               # ARM int8 kernels accumulate products in int32 (weights stay in [-127, 127]): no x86 pair-sum limit
               "int16_safe_weights": False}
+    if int16:
+        report["int16_tensors"] = list(int16)
+        report["a16w8_ops"] = [f"{k} {n}" for k, n in a16w8_ops(fg, int16)]
     if not inv["float_ops"]:
         report["bias_saturated_channels"] = requantize_biases(fg, qg)
         n = min(BIAS_IMAGES, len(pixels))

@@ -7,10 +7,12 @@ to 1 % agreement, because every layer also cancelled what the layers before it w
 evaluated as simulated integer arithmetic (dequantized weights and biases, every activation rounded and clamped to its
 int8 grid), which is what the kernels compute up to fixed-point rounding of the requantization.
 
+int16 tensors (a16w8 layers) and the QUANTIZE ops between them and int8 ones are evaluated the same way.
 Tensors live as torch NCHW; TFLite's NHWC axes are mapped where an op names axes. Build side only (torch).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -21,7 +23,7 @@ from . import arch, weight_rounding
 from .quantize import mean_shift  # the same estimate as the ONNX path
 from .tflite_graph import LAYERS, Graph, Op, Tensor
 
-SUPPORTED = LAYERS + ("ADD", "MEAN", "PADV2", "PAD")
+SUPPORTED = LAYERS + ("ADD", "MEAN", "PADV2", "PAD", "QUANTIZE")
 _NHWC_TO_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
 _INT = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767)}
 _ACT = {None: (-np.inf, np.inf), "RELU": (0.0, np.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
@@ -151,8 +153,16 @@ def _last_use(g: Graph) -> dict[int, int]:
     return last
 
 
+def pairs(fg: Graph, qg: Graph):
+    """(float op, int8 op) in execution order; a QUANTIZE op the quantizer put between int8 and int16 layers
+    (a16w8 layers, mixed precision) has no float twin: (None, op)."""
+    f = iter(fg.ops)
+    for qop in qg.ops:
+        yield (None if qop.kind == "QUANTIZE" else next(f)), qop
+
+
 def check_pair(fg: Graph, qg: Graph) -> None:
-    if [o.kind for o in fg.ops] != [o.kind for o in qg.ops]:
+    if [o.kind for o in fg.ops] != [o.kind for o in qg.ops if o.kind != "QUANTIZE"]:
         raise UnsupportedOp("the quantized model's ops differ from the float model's; cannot pair them")
     for op in qg.ops:
         if op.kind not in SUPPORTED:
@@ -166,44 +176,107 @@ def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False, re
     (weight_rounding.py). Returns the float and int8 logits, per-layer shifts (in output units) before correction and
     how many layers were re-rounded."""
     check_pair(fg, qg)
-    x = torch.from_numpy(np.ascontiguousarray(pixels, np.float32)).permute(0, 3, 1, 2).contiguous()
+    x = _nchw(pixels)
     fenv = {fg.inputs[0]: x}
     qenv = {qg.inputs[0]: fake_quant(x, qg.tensors[qg.inputs[0]])}
-    last = _last_use(qg)
+    flast, qlast = _last_use(fg), _last_use(qg)
     shifts = []
     rerounded = 0
     with torch.inference_mode():
-        for fop, qop in zip(fg.ops, qg.ops):
+        for fop, qop in pairs(fg, qg):
             out_t = qg.tensors[qop.outputs[0]]
-            if qop.kind in LAYERS:
+            if fop is not None and qop.kind in LAYERS:
                 fw, fb = (dequant_const(fg.tensors[j]) for j in fop.inputs[1:3])
-                yf = _activation(fop, _layer(fop, fenv[fop.inputs[0]], _torch_weight(fop, fw), fb))
+                fenv[fop.outputs[0]] = yf = _activation(fop, _layer(fop, fenv[fop.inputs[0]], _torch_weight(fop, fw),
+                                                                    fb))
                 if reround and weight_rounding.worth_it(qop.kind, fw.shape):
                     _reround(qop, qenv[qop.inputs[0]], fw, qg.tensors[qop.inputs[1]])
                     rerounded += 1
-                wq = _torch_weight(qop, dequant_const(qg.tensors[qop.inputs[1]]))
+                acc = _accumulator(qop, qg, qenv)
                 bias_t = qg.tensors[qop.inputs[2]]
-                acc = _layer(qop, qenv[qop.inputs[0]], wq, None)
-                yq = fake_quant(_activation(qop, acc + _param(bias_t, _bias(bias_t), acc.ndim)), out_t)
+                yq = _requantize(qop, acc, bias_t, out_t)
                 if correct_bias:
                     shift = mean_shift(yq, yf, _passband(qop, out_t))
                     shifts.append(float(np.abs(shift).mean()))
                     steps = np.round(shift / bias_t.scale)
+                    info = np.iinfo(bias_t.data.dtype)  # int32, or int64 for a16w8 layers
                     bias_t.data[:] = np.clip(bias_t.data.astype(np.int64) - steps.astype(np.int64),
-                                             -2**31, 2**31 - 1).astype(np.int32)
-                    yq = fake_quant(_activation(qop, acc + _param(bias_t, _bias(bias_t), acc.ndim)), out_t)
-                fenv[fop.outputs[0]], qenv[qop.outputs[0]] = yf, yq
+                                             info.min, info.max).astype(bias_t.data.dtype)
+                    yq = _requantize(qop, acc, bias_t, out_t)
+                qenv[qop.outputs[0]] = yq
             else:
-                fenv[fop.outputs[0]] = _other(fop, fg, fenv)
-                qenv[qop.outputs[0]] = fake_quant(_other(qop, qg, qenv), out_t)
-            for j in qop.inputs:
-                if last.get(j) == qop.index:
-                    fenv.pop(j, None)
-                    qenv.pop(j, None)
+                if fop is not None:
+                    fenv[fop.outputs[0]] = _other(fop, fg, fenv)
+                qenv[qop.outputs[0]] = _int8_op(qop, qg, qenv)
+            _release(fop, fenv, flast)
+            _release(qop, qenv, qlast)
             if progress:
                 progress(1)
     out = qg.outputs[0]
-    return {"float": fenv[out].numpy(), "int8": qenv[out].numpy(), "shifts": shifts, "rerounded": rerounded}
+    return {"float": fenv[fg.outputs[0]].numpy(), "int8": qenv[out].numpy(), "shifts": shifts,
+            "rerounded": rerounded}
+
+
+def _nchw(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(pixels, np.float32)).permute(0, 3, 1, 2).contiguous()
+
+
+def _release(op: Op | None, env: dict, last: dict[int, int]) -> None:
+    """Drop the tensors no later op reads (a batch of early activations is hundreds of MB)."""
+    if op is not None:
+        for j in op.inputs:
+            if last.get(j) == op.index:
+                env.pop(j, None)
+
+
+def _accumulator(op: Op, g: Graph, env: dict[int, torch.Tensor]) -> torch.Tensor:
+    return _layer(op, env[op.inputs[0]], _torch_weight(op, dequant_const(g.tensors[op.inputs[1]])), None)
+
+
+def _requantize(op: Op, acc: torch.Tensor, bias_t: Tensor, out_t: Tensor) -> torch.Tensor:
+    return fake_quant(_activation(op, acc + _param(bias_t, _bias(bias_t), acc.ndim)), out_t)
+
+
+def _int8_op(op: Op, g: Graph, env: dict[int, torch.Tensor], out_t: Tensor | None = None) -> torch.Tensor:
+    """One op of the integer graph, its output on out_t's grid (default: the op's own output tensor)."""
+    out_t = out_t or g.tensors[op.outputs[0]]
+    if op.kind in LAYERS:
+        return _requantize(op, _accumulator(op, g, env), g.tensors[op.inputs[2]], out_t)
+    if op.kind == "QUANTIZE":  # int8 <-> int16 between a16w8 and int8 layers
+        return fake_quant(env[op.inputs[0]], out_t)
+    return fake_quant(_other(op, g, env), out_t)
+
+
+def int16_grid(t: Tensor) -> Tensor:
+    """The grid an a16w8 layer gives tensor t: symmetric int16 over the range of its int8 grid (what
+    ai-edge-quantizer derives from the same calibration range)."""
+    lo, hi = _INT[t.type]
+    s, z = float(t.scale[0]), float(t.zero_point[0])
+    amax = max(abs((lo - z) * s), abs((hi - z) * s))
+    return dataclasses.replace(t, type="INT16", scale=np.array([amax / 32767]), zero_point=np.zeros(1, np.int64))
+
+
+def int16_sensitivity(qg: Graph, pixels: np.ndarray, candidates: list[int],
+                      progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Logits of the integer graph as it is, and with each candidate activation tensor on its int16 grid alone
+    (what running its producer and consumers as a16w8 gives it). Each rerun starts at the tensor's producer from the
+    stored all-int8 activations."""
+    producer = {op.outputs[0]: op.index for op in qg.ops}
+    with torch.inference_mode():
+        env = {qg.inputs[0]: fake_quant(_nchw(pixels), qg.tensors[qg.inputs[0]])}
+        for op in qg.ops:
+            env[op.outputs[0]] = _int8_op(op, qg, env)
+        base = env[qg.outputs[0]].numpy()
+        out = {}
+        for t in candidates:
+            local = dict(env)  # only the tensors from the producer on are recomputed
+            for op in qg.ops[producer[t]:]:
+                grid = int16_grid(qg.tensors[t]) if op.outputs[0] == t else None
+                local[op.outputs[0]] = _int8_op(op, qg, local, grid)
+            out[t] = local[qg.outputs[0]].numpy()
+            if progress:
+                progress(1)
+    return base, out
 
 
 def _bias(t: Tensor) -> np.ndarray:

@@ -62,6 +62,17 @@ def test_gptq_rounding_keeps_the_grid_and_the_int16_pair_limit(qdq_pair):
     assert changed >= 40
 
 
+def test_logits_leave_the_classifier_unquantized(qdq_pair):
+    """The classifier's int32 accumulator is dequantized straight to float logits: no uint8 grid on the output
+    (it cost lite2 0.9 dB of logit SQNR on x86)."""
+    m = onnx.load(qdq_pair["gptq"])
+    out = m.graph.output[0].name
+    producer = {o: n for n in m.graph.node for o in n.output}
+    assert producer[out].op_type == "Gemm"
+    assert not [n for n in m.graph.node if out in n.input]
+    assert producer[producer[out].input[0]].op_type == "DequantizeLinear"  # its input and weights stay int8
+
+
 def test_gptq_rounding_lowers_the_logit_error(qdq_pair, lite0_fp32, pixels):
     x = to_input(pixels[:12], pixels_nchw(get_variant("lite0")))
     ref = sensitivity.session_logits(onnx.load(lite0_fp32), x)
@@ -141,22 +152,60 @@ def test_budget_that_cannot_hold_searches_then_fails_saying_which_layers(cache_d
     assert not (tmp_path / "lite0-onnx-int8").exists()
     report = json.loads((tmp_path / "lite0-onnx-int8.budget-not-met.json").read_text())
     assert [t["method"] for t in report["search"][:2]] == ["minmax", "percentile"]
-    assert len(report["search"]) >= 3 and report["search"][-1]["float_layers"] >= 1
+    assert len(report["search"]) >= 3 and report["search"][-1]["raised_layers"] >= 1
+    assert report["raised_to"] == "float"
     assert len(report["ranking"]["layers"]) == 50 and report["problems"]
     assert len(list((cache_dir / "mixed").iterdir())) >= 2  # the search built (and validated) mixed models
 
 
-def test_analyze_cli_reports_every_layer_sorted_and_refuses_arm64(default_build, cache_dir, tmp_path):
+@needs_shared
+def test_arm64_budget_raises_activations_to_int16_then_fails_naming_them(cache_dir, tmp_path):
+    """arm64: after both range methods, the budget holds the cheapest sensitive activations in int16 (a16w8 ops,
+    each model quantized, bias-corrected and validated in LiteRT), then fails in one line; no bundle."""
+    r = run_cli("build", "--variant", "lite0", "--target", "arm64", "--calib", str(SAMPLE), "--num-calib", "24",
+                "--num-val", "40", "--out", str(tmp_path), "--cache-dir", str(cache_dir), "--max-drop", "-5")
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "budget --max-drop -5 not met" in last and "in int16 activations" in last, last
+    assert not (tmp_path / "lite0-arm64-int8").exists()
+    report = json.loads((tmp_path / "lite0-arm64-int8.budget-not-met.json").read_text())
+    assert report["raised_to"] == "int16 activations"
+    assert [t["method"] for t in report["search"][:2]] == ["percentile", "minmax"]
+    ranked = report["ranking"]["layers"]
+    assert ranked and all(e["macs_share"] <= 0.01 for e in ranked)  # only tensors int16 can afford
+    assert {e["layer"] for e in ranked} == {"logits", "mean#59"}
+    raised = [t for t in report["search"] if t["raised_layers"]]
+    assert [t["raised_layers"] for t in raised] == list(range(1, len(raised) + 1)) and raised
+    assert all(t["logit_sqnr_db"] is not None for t in raised)
+
+
+def test_analyze_cli_reports_every_layer_sorted(default_build, cache_dir, tmp_path):
     """On the default build's cached export and quantize stages (same calibration), 2 images per layer model."""
     r = run_cli("analyze", "--variant", "lite0", "--target", "x86", "--num-calib", "20", "--images", "2",
                 "--top", "5", "--out", str(tmp_path), "--cache-dir", str(cache_dir), check=True)
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("lite0 on x86: all int8 logit SQNR") and len(lines) == 1 + 1 + 5 + 2
+    assert lines[0].startswith("lite0 on x86: all int8 logit SQNR") and len(lines) == 2 + 1 + 5 + 2
     report = json.loads((tmp_path / "lite0-x86.sensitivity.json").read_text())
     assert len(report["layers"]) == 50 and report["images"] == 2
     gains = [e["gain_db"] for e in report["layers"]]
     assert gains == sorted(gains, reverse=True)
     assert report["calibration"]["method"] == "minmax" and report["calibration"]["weight_rounding"] == "gptq"
     assert report["timings"]["quantize"]["cached"]  # the build's quantize stage, not a second one
-    bad = run_cli("analyze", "--target", "arm64", "--out", str(tmp_path))
-    assert bad.returncode == 2 and "arm64" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_analyze_arm64_ranks_every_activation_in_int16(arm64_bundle, cache_dir, tmp_path):
+    """arm64: each activation tensor of the integer .tflite in int16 on its own (simulated), on the arm64 fixture's
+    cached stages; every one of lite0's 61 op outputs is ranked, with the MAC share its a16w8 ops would cost."""
+    r = run_cli("analyze", "--variant", "lite0", "--target", "arm64", "--num-calib", "20", "--images", "2",
+                "--top", "3", "--out", str(tmp_path), "--cache-dir", str(cache_dir), check=True)
+    assert r.stdout.startswith("lite0 on arm64: all int8 logit SQNR") and "int16" in r.stdout.splitlines()[1]
+    report = json.loads((tmp_path / "lite0-arm64.sensitivity.json").read_text())
+    layers = report["layers"]
+    assert len(layers) == 61 and report["runtime"].startswith("edgekit integer simulation")
+    assert [e["gain_db"] for e in layers] == sorted((e["gain_db"] for e in layers), reverse=True)
+    assert report["timings"]["quantize"]["cached"]
+    by_name = {e["layer"]: e for e in layers}
+    assert by_name["logits"]["kind"] == "fully connected" and by_name["logits"]["macs_share"] < 0.01
+    assert by_name["conv_stem"]["macs_share"] > 0.02  # the stem conv and its depthwise consumer
+    assert all(e["tensor"] for e in layers)
+    assert {a["dtype"] for a in report["activation_ranges"]} == {"int8"}
