@@ -76,14 +76,18 @@ def latency(runtime: str, bundle: Path, artifacts: dict, x: dict[str, np.ndarray
 
 
 def interleaved(runners: dict[str, Callable], x: dict[str, np.ndarray], runs: int, warmup: int,
-                tick: Callable[[int], None]) -> dict:
-    """Each runner on its input, runs interleaved (a, b, a, b, ...) so drift in machine load hits all alike."""
+                tick: Callable[[int], None], pause_s: float = 0.0) -> dict:
+    """Each runner on its input, runs interleaved (a, b, a, b, ...) so drift in machine load hits all alike.
+    pause_s before each timed run lets the previous runtime's worker threads stop spinning (onnxruntime's and
+    OpenMP's spin after each run, and on 2 cores they take a core from whatever runs next)."""
     for _ in range(warmup):
         for p in runners:
             runners[p](x[p])
     times: dict[str, list[float]] = {p: [] for p in runners}
     for _ in range(runs):
         for p in runners:
+            if pause_s:
+                time.sleep(pause_s)
             t = time.perf_counter()
             runners[p](x[p])
             times[p].append(time.perf_counter() - t)
