@@ -295,8 +295,8 @@ def stage_quantize_tflite(req: BuildRequest, conv: cache.Hit, c: cache.Cache, lo
     """litert route: float .tflite -> INT8 .tflite (with `int16` activation tensors: an accuracy budget's a16w8
     layers); the entry holds both artifacts, so it is also the target stage.
     Returns (calibration view, artifacts view) of the one cache entry."""
-    parts = {**({"int16_tensors": list(int16)} if int16 else {}), "convert": conv.path.name, "calib": req.selection.calib_digest, "options": req.quant.to_dict(),
-             "allow_float": req.allow_float,
+    parts = {**({"int16_tensors": list(int16)} if int16 else {}), "convert": conv.path.name,
+             "calib": req.selection.calib_digest, "options": req.quant.to_dict(), "allow_float": req.allow_float,
              "tools": {k: tool_versions().get(k) for k in ("ai-edge-quantizer", "ai-edge-litert", "torch")},
              "code": cache.code_digest("tflite_quantize", "tflite_sim", "weight_rounding", "tflite_graph", "quantize",
                                       "arch", "litert_export", "imagesets")}

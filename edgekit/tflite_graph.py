@@ -130,6 +130,19 @@ def read(buf: bytes | bytearray) -> Graph:
         raise ModelError(f"unreadable TFLite model: {type(e).__name__}: {e}") from None
 
 
+def touching(g: Graph, j: int) -> list[Op]:
+    """The ops that write or read tensor j: those that must change precision together with it."""
+    return [op for op in g.ops if j in op.outputs or j in op.inputs]
+
+
+def store_saturated(t: Tensor, values: np.ndarray) -> int:
+    """Integer values into constant t's bytes, saturated to its dtype (int32 biases; int64 for a16w8 layers);
+    returns how many did not fit."""
+    info = np.iinfo(t.data.dtype)
+    t.data[:] = np.clip(values, info.min, info.max).astype(t.data.dtype)
+    return int(((values > info.max) | (values < info.min)).sum())
+
+
 def inventory(g: Graph) -> dict:
     """Op counts, and every op that computes in float (an op reading or writing a float activation tensor)."""
     ops = collections.Counter(op.kind for op in g.ops)

@@ -125,26 +125,22 @@ def a16w8_ops(fg: tflite_graph.Graph, int16: tuple[str, ...]) -> list[tuple[str,
         if name not in names:
             raise QuantizeError(f"no tensor named '{name}' in the float model: cannot hold it in int16")
         j = names[name]
-        for op in fg.ops:
-            if j in op.outputs or j in op.inputs:
-                out.append((op.kind, fg.tensors[op.outputs[0]].name))
+        out += [(op.kind, fg.tensors[op.outputs[0]].name) for op in tflite_graph.touching(fg, j)]
         if j in fg.outputs:
             out.append(("OUTPUT", name))
     return list(dict.fromkeys(out))
 
 
 def requantize_biases(fg: tflite_graph.Graph, qg: tflite_graph.Graph) -> int:
-    """int32 biases from the float biases, saturated; returns how many channels did not fit int32."""
+    """Integer biases from the float biases, saturated; returns how many channels did not fit."""
     from .tflite_sim import pairs
 
     clamped = 0
     for fop, qop in pairs(fg, qg):
         if fop is not None and qop.kind in tflite_graph.LAYERS and len(qop.inputs) > 2 and qop.inputs[2] >= 0:
             b = qg.tensors[qop.inputs[2]]
-            info = np.iinfo(b.data.dtype)  # int32, or int64 for a16w8 layers
-            want = np.round(fg.tensors[fop.inputs[2]].data.astype(np.float64) / b.scale)
-            clamped += int(((want > info.max) | (want < info.min)).sum())
-            b.data[:] = np.clip(want, info.min, info.max).astype(b.data.dtype)
+            clamped += tflite_graph.store_saturated(b, np.round(fg.tensors[fop.inputs[2]].data.astype(np.float64)
+                                                                / b.scale))
     return clamped
 
 

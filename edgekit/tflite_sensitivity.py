@@ -15,7 +15,7 @@ import numpy as np
 
 from . import metrics, tflite_sim
 from .sensitivity import LayerEffect
-from .tflite_graph import LAYERS, Graph, Op
+from .tflite_graph import LAYERS, Graph, Op, touching
 
 
 def short_name(name: str) -> str:
@@ -63,12 +63,13 @@ def _kind(g: Graph, op: Op) -> str:
 def candidates(qg: Graph, max_macs_share: float = 1.0) -> dict[int, float]:
     """int8 activation tensors whose a16w8 ops (producer and consumers) hold at most max_macs_share of the MACs,
     with that share."""
-    total = max(1, sum(op_macs(qg, op) for op in qg.ops))
+    macs = {op.index: op_macs(qg, op) for op in qg.ops}
+    total = max(1, sum(macs.values()))
     share = {}
     for op in qg.ops:
         t = op.outputs[0]
         if qg.tensors[t].type == "INT8":
-            share[t] = sum(op_macs(qg, o) for o in qg.ops if t in o.inputs or o is op) / total
+            share[t] = sum(macs[o.index] for o in touching(qg, t)) / total
     return {t: m for t, m in share.items() if m <= max_macs_share}
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import arch, weight_rounding
 from .quantize import mean_shift  # the same estimate as the ONNX path
-from .tflite_graph import LAYERS, Graph, Op, Tensor
+from .tflite_graph import LAYERS, Graph, Op, Tensor, store_saturated
 
 SUPPORTED = LAYERS + ("ADD", "MEAN", "PADV2", "PAD", "QUANTIZE")
 _NHWC_TO_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
@@ -199,9 +199,7 @@ def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False, re
                     shift = mean_shift(yq, yf, _passband(qop, out_t))
                     shifts.append(float(np.abs(shift).mean()))
                     steps = np.round(shift / bias_t.scale)
-                    info = np.iinfo(bias_t.data.dtype)  # int32, or int64 for a16w8 layers
-                    bias_t.data[:] = np.clip(bias_t.data.astype(np.int64) - steps.astype(np.int64),
-                                             info.min, info.max).astype(bias_t.data.dtype)
+                    store_saturated(bias_t, bias_t.data.astype(np.int64) - steps.astype(np.int64))
                     yq = _requantize(qop, acc, bias_t, out_t)
                 qenv[qop.outputs[0]] = yq
             else:
