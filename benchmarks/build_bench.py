@@ -9,24 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+import pipeline_cost  # beside this script: the same `edgekit build` runner the suite uses
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SAMPLE = REPO.parent / "shared" / "data" / "imagenet-sample"
-
-
-def run(args: list[str]) -> tuple[float, dict]:
-    t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "build", *args, "--json"], capture_output=True,
-                       text=True, cwd=REPO)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        sys.exit(f"build failed: {r.stderr.strip().splitlines()[-1]}")
-    return wall, json.loads(r.stdout)
 
 
 def main() -> None:
@@ -41,10 +31,13 @@ def main() -> None:
     for variant in a.variants.split(","):
         for target in a.targets.split(","):
             with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
-                common = ["--variant", variant, "--target", target, "--num-calib", a.num_calib, "--out", out,
-                          "--cache-dir", cache] + (["--calib", a.calib] if a.calib else [])
-                cold, m = run(common)
-                warm, m2 = run(common)
+                common = ["--num-calib", a.num_calib] + (["--calib", a.calib] if a.calib else [])
+                try:
+                    first = pipeline_cost.build(variant, target, Path(out), Path(cache), common)
+                    again = pipeline_cost.build(variant, target, Path(out), Path(cache), common)
+                except pipeline_cost.BuildFailed as e:
+                    sys.exit(str(e))
+                cold, m, warm, m2 = first.wall_s, first.manifest, again.wall_s, again.manifest
             v = m["validation"]
             rows.append({"variant": variant, "target": target, "cold_s": round(cold, 1), "cached_s": round(warm, 2),
                          "stages_cold": {k: s["seconds"] for k, s in m["timings"].items() if isinstance(s, dict)},

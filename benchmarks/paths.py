@@ -40,7 +40,6 @@ EAGER = PATHS[0].name
 
 @dataclass
 class Opened:
-    path: ArtifactPath
     run: Callable[[np.ndarray], np.ndarray]
     to_input: Callable[[np.ndarray], np.ndarray]  # HWC uint8 pixels -> this artifact's input
 
@@ -77,14 +76,14 @@ def open_path(p: ArtifactPath, bundles: dict[str, tuple[Path, dict]], variant, w
               threads: int) -> Opened:
     if p.runtime == "pytorch":
         c = contract.pixels_nchw(variant)
-        return Opened(p, _pytorch(variant, weights, threads), lambda px: preprocess.to_input(px, c))
+        return Opened(_pytorch(variant, weights, threads), lambda px: preprocess.to_input(px, c))
     if p.bundle is None:  # NNCF: takes what the FP32 ONNX takes
         root, m = bundles["onnx"]
         c = contract.from_manifest(m, "fp32")
-        return Opened(p, runtimes.open_runner("openvino", nncf_ir, threads=threads),
+        return Opened(runtimes.open_runner("openvino", nncf_ir, threads=threads),
                       lambda px: preprocess.to_input(px, c))
     root, m = bundles[p.bundle]
     c = contract.from_manifest(m, p.artifact)
     run = runtimes.open_runner(p.runtime, root / m["artifacts"][p.artifact], threads=threads,
                                fp32_reference=p.artifact == "fp32")
-    return Opened(p, run, lambda px: preprocess.to_input(px, c))
+    return Opened(run, lambda px: preprocess.to_input(px, c))
