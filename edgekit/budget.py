@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_FLOAT_LAYERS = 8  # the search gives up after this many layers in float: past it, int8 has lost its point
+# the search gives up after this many layers raised (in float, or int16 tensors): past it, int8 has lost its point
+MAX_RAISED_LAYERS = 8
 MAX_SLOWDOWN = 1.10  # mixed-precision latency over plain int8 past which the build warns (issue 6's limit)
 
 

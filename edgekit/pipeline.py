@@ -26,7 +26,7 @@ import numpy as np
 
 from . import __version__, arch, backends, cache, contract, export, imagesets, manifest, metrics
 from . import litert_export, modelcard, preprocess, quantize, runtimes, tflite_quantize
-from .budget import MAX_FLOAT_LAYERS, MAX_SLOWDOWN, Budget
+from .budget import MAX_RAISED_LAYERS, MAX_SLOWDOWN, Budget
 from .calibration_sets import Selection
 from .target_table import Target
 from .variants import Variant
@@ -521,7 +521,7 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
        runtime;
     2. on the best of those, the layers that recover most (sensitivity ranking, on calibration images) raised to
        the higher precision the target runs (RAISED), one more at a time, each model validated, up to
-       MAX_FLOAT_LAYERS.
+       MAX_RAISED_LAYERS.
     BuildError naming the most sensitive layers if nothing holds."""
     budget = req.budget
     problems = budget.problems(st.val.meta)
@@ -557,7 +557,7 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
         def raise_layers(chosen: list[dict]) -> tuple[cache.Hit, cache.Hit]:
             mq = stage_mixed(breq, best.exp, best.q, [e["layer"] for e in chosen], c, log)
             return mq, stage_target(breq, best.exp, mq, c, log, progress)
-    ranked = [e for e in sens.meta["layers"] if e["gain_db"] > 0][:MAX_FLOAT_LAYERS]
+    ranked = [e for e in sens.meta["layers"] if e["gain_db"] > 0][:MAX_RAISED_LAYERS]
     for k in range(1, len(ranked) + 1):
         mq, tgt = raise_layers(ranked[:k])
         val = stage_validate(breq, tgt, c, log, progress)
