@@ -2,6 +2,7 @@
 validation images, and whether a measured drift keeps it."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # the search gives up after this many layers raised (in float, or int16 tensors): past it, int8 has lost its point
@@ -38,6 +39,12 @@ class Budget:
             if agree is None or agree < self.min_agreement - 1e-9:
                 out.append(f"agreement {100 * (agree or 0):.2f} % < {100 * self.min_agreement:g} %")
         return out
+
+    def allowed_disagreements(self, images: int) -> int | None:
+        """Most INT8/FP32 top-1 disagreements --min-agreement allows on `images` validation images."""
+        if self.min_agreement is None:
+            return None
+        return int(math.floor(images * (1 - self.min_agreement) + 1e-9))
 
     def to_dict(self) -> dict:
         return {"max_drop_points": self.max_drop, "min_agreement": self.min_agreement}

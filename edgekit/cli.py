@@ -98,6 +98,12 @@ def _summary(path: Path, m: dict) -> str:
                      f"(drop {v['top1_drop_points']:.2f} points)")
         lines.append(line)
     mixed = m.get("mixed_precision")
+    ties = (mixed or {}).get("near_ties")
+    if ties:
+        allowed = ties.get("allowed_disagreements")
+        lines.append(f"  near ties: {ties['expected_disagreements']:.1f} disagreements expected at the INT8 noise"
+                     + (f", {allowed} allowed" if allowed is not None else "")
+                     + f"; {ties['images_within_2_sd']} of {ties['images']} images within 2 sd of a tie")
     if mixed and not mixed["layers"]:
         lines.append(f"  budget: met in plain int8 with --method {m['calibration']['method']} "
                      f"({len(mixed['search'])} models tried)")

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, arch, backends, cache, contract, export, imagesets, manifest, metrics
-from . import litert_export, modelcard, preprocess, quantize, runtimes, tflite_quantize
+from . import litert_export, modelcard, near_ties, preprocess, quantize, runtimes, tflite_quantize
 from .budget import MAX_RAISED_LAYERS, MAX_SLOWDOWN, Budget
 from .calibration_sets import Selection
 from .target_table import Target
@@ -525,10 +525,13 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
     BuildError naming the most sensitive layers if nothing holds."""
     budget = req.budget
     problems = budget.problems(st.val.meta)
+    tried = [{"method": st.quant.method, "raised_layers": 0, **_brief(st.val.meta)}]
+    vals = [st.val]  # every model's validation: the near-tie analysis reads their logits
     if not problems:
+        st.mixed = {"budget": budget.to_dict(), "raised_to": None, "layers": [], "search": tried,
+                    "near_ties": _near_ties(budget, vals, 0)}
         return st
     name = f"{req.variant.name} on {req.target.name}"
-    tried = [{"method": st.quant.method, "raised_layers": 0, **_brief(st.val.meta)}]
     best = st
     for method in RANGE_METHODS:
         if method == st.quant.method or (req.target.route == "litert" and method not in tflite_quantize.METHODS):
@@ -536,10 +539,12 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
         alt = dataclasses.replace(req, quant=dataclasses.replace(req.quant, method=method))
         exp, q, tgt = quantized_stages(alt, c, log, progress, calib)
         val = stage_validate(alt, tgt, c, log, progress)
+        vals.append(val)
         tried.append({"method": method, "raised_layers": 0, **_brief(val.meta)})
         cand = Stages(exp, q, tgt, val, alt.quant)
         if not budget.problems(val.meta):
-            cand.mixed = {"budget": budget.to_dict(), "raised_to": None, "layers": [], "search": tried}
+            cand.mixed = {"budget": budget.to_dict(), "raised_to": None, "layers": [], "search": tried,
+                          "near_ties": _near_ties(budget, vals, len(vals) - 1)}
             return cand
         if _score(val.meta) > _score(best.val.meta):
             best = cand
@@ -561,18 +566,45 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
     for k in range(1, len(ranked) + 1):
         mq, tgt = raise_layers(ranked[:k])
         val = stage_validate(breq, tgt, c, log, progress)
+        vals.append(val)
         tried.append({"method": best.quant.method, "raised_layers": k, **_brief(val.meta)})
         if not budget.problems(val.meta):
             return Stages(best.exp, mq, tgt, val, best.quant, {
                 "budget": budget.to_dict(), "raised_to": raised_to, "layers": ranked[:k], "search": tried,
+                "near_ties": _near_ties(budget, vals, len(vals) - 1),
                 "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")},
                 "plain_int8_target": best.tgt})
     top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
+    ties = _near_ties(budget, vals, max(range(len(tried)), key=lambda i: _score(tried[i])))
     report = write_json(req.out_dir / f"{bundle_name(req.variant, req.target)}.budget-not-met.json",
                         {"variant": req.variant.name, "target": req.target.name, "budget": budget.to_dict(),
-                         "problems": problems, "raised_to": raised_to, "search": tried, "ranking": sens.meta})
+                         "problems": problems, "raised_to": raised_to, "search": tried, "near_ties": ties,
+                         "ranking": sens.meta})
     raise BuildError(f"{name}: accuracy budget {budget.describe()} not met ({'; '.join(problems)}); tried "
-                     f"{_tried(tried, raised_to)}; most sensitive: {top}; search and per-layer ranking: {report}")
+                     f"{_tried(tried, raised_to)}; most sensitive: {top}; {_describe_ties(ties)}; "
+                     f"search, near ties and per-layer ranking: {report}")
+
+
+def _near_ties(budget: Budget, vals: list[cache.Hit], chosen: int) -> dict | None:
+    """near_ties.analyse over every model the search validated; the noise is measured on vals[chosen]."""
+    runs = [np.load(v.path / "logits.npz") for v in vals if (v.path / "logits.npz").exists()]
+    if len(runs) != len(vals):  # no usable validation images
+        return None
+    fp32 = runs[0]["fp32"]
+    return near_ties.analyse(fp32, runs[chosen]["int8"], [r["int8"] for r in runs], list(runs[0]["ids"]),
+                             budget.allowed_disagreements(len(fp32)), runs[0]["labels"])
+
+
+def _describe_ties(t: dict | None) -> str:
+    if not t:
+        return "no validation logits to analyse"
+    most = ", ".join(f"{f['id']} (FP32 top-2 margin {f['fp32_margin']:.3f}, {f['flipped_in_models']}/{t['models']})"
+                     for f in t["flipped"][:3])
+    allowed = t.get("allowed_disagreements")
+    return (f"near ties: {t['expected_disagreements']:.1f} disagreements expected at the INT8 noise (sd "
+            f"{100 * t['relative_margin_noise']:.1f} % of the top-1 logit on the top-2 margin)" +
+            (f" against {allowed} allowed" if allowed is not None else "") +
+            (f", flipped most: {most}" if most else ""))
 
 
 def _tried(tried: list[dict], raised_to: str) -> str:
@@ -653,6 +685,7 @@ def write_json(path: Path, doc: dict) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=2)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -156,6 +156,33 @@ def test_budget_that_cannot_hold_searches_then_fails_saying_which_layers(cache_d
     assert report["raised_to"] == "float"
     assert len(report["ranking"]["layers"]) == 50 and report["problems"]
     assert len(list((cache_dir / "mixed").iterdir())) >= 2  # the search built (and validated) mixed models
+    ties = report["near_ties"]  # every model's flips, against the FP32 top-2 margins of the images they flip
+    assert ties["models"] == len(report["search"]) and ties["images"] == 40
+    assert ties["relative_margin_noise"] > 0 and ties["expected_disagreements_at_half_noise"] <= ties["expected_disagreements"]
+    flips = [f["flipped_in_models"] for f in ties["flipped"]]
+    assert flips == sorted(flips, reverse=True) and all(1 <= n <= ties["models"] for n in flips)
+    most = max(t["top1_agreement"] for t in report["search"])
+    assert len(ties["flipped"]) >= round(40 * (1 - most))  # at least the best model's disagreements
+    assert "near ties:" in last and "allowed" not in last  # --max-drop alone allows any number of flips
+
+
+@needs_shared
+def test_budget_met_by_the_default_is_recorded_with_its_near_ties(cache_dir, tmp_path):
+    """A budget the default model keeps: no search, but the manifest says which budget held, and how many of the
+    validation images sit within the INT8 noise of a tie (the same stages as the test above: cached)."""
+    r = run_cli("build", "--variant", "lite0", "--target", "onnx", "--calib", str(SAMPLE), "--num-calib", "24",
+                "--num-val", "40", "--out", str(tmp_path), "--cache-dir", str(cache_dir), "--max-drop", "100",
+                "--min-agreement", "50", "--json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    m = m[0] if isinstance(m, list) else m
+    mixed = m["mixed_precision"]
+    assert mixed["budget"] == {"max_drop_points": 100.0, "min_agreement": 0.5} and mixed["layers"] == []
+    assert m["precision"] == "int8" and len(mixed["search"]) == 1
+    ties = mixed["near_ties"]
+    assert ties["models"] == 1 and ties["images"] == 40 and ties["allowed_disagreements"] == 20
+    assert len(ties["flipped"]) == m["validation"]["disagreements"]
+    assert "near ties:" in r.stderr and "budget: met in plain int8" in r.stderr
 
 
 @needs_shared
