@@ -1,4 +1,4 @@
-"""Why a top-1 agreement budget cannot be met: the validation images FP32 itself barely decides (numpy only).
+"""The near ties that decide a top-1 agreement budget: validation images FP32 itself barely decides (numpy only).
 
 An INT8 model adds noise to every logit; an image flips when the noise on its FP32 top-1 minus top-2 logit exceeds
 that margin. With a few hundred validation images, a handful of near ties decide whether 99.3 % holds.
@@ -15,6 +15,14 @@ def flip_probability(margin: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return np.array([0.5 * erfc(m / (s * sqrt(2))) if s > 0 else float(m <= 0) for m, s in zip(margin, sd)])
 
 
+def top2_margins(fp32: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image: FP32's top-1 class, its runner-up, and the logit margin between them."""
+    order = np.argsort(-fp32, axis=1)
+    top1, top2 = order[:, 0], order[:, 1]
+    rows = np.arange(len(fp32))
+    return top1, top2, fp32[rows, top1] - fp32[rows, top2]
+
+
 def analyse(fp32: np.ndarray, best: np.ndarray, runs: list[np.ndarray], ids: list[str],
             allowed: int | None = None, labels: np.ndarray | None = None) -> dict:
     """The near ties behind the disagreements of one or more INT8 models.
@@ -27,9 +35,7 @@ def analyse(fp32: np.ndarray, best: np.ndarray, runs: list[np.ndarray], ids: lis
     too. Each image any of `runs` (INT8 models' logits) flipped is listed with its FP32 margin, how many did, and
     (with `labels`, -1 where unknown) whether FP32 had it right: those flips are what a top-1 drop is made of."""
     rows = np.arange(len(fp32))
-    order = np.argsort(-fp32, axis=1)
-    top1, top2 = order[:, 0], order[:, 1]
-    margin = fp32[rows, top1] - fp32[rows, top2]
+    top1, top2, margin = top2_margins(fp32)
     scale = np.maximum(np.abs(fp32[rows, top1]), 1e-6)
     err = best - fp32
     relative = float(((err[rows, top1] - err[rows, top2]) / scale).std())

@@ -528,8 +528,7 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
     tried = [{"method": st.quant.method, "raised_layers": 0, **_brief(st.val.meta)}]
     vals = [st.val]  # every model's validation: the near-tie analysis reads their logits
     if not problems:
-        st.mixed = {"budget": budget.to_dict(), "raised_to": None, "layers": [], "search": tried,
-                    "near_ties": _near_ties(budget, vals, 0)}
+        st.mixed = _budget_block(budget, None, [], tried, vals)
         return st
     name = f"{req.variant.name} on {req.target.name}"
     best = st
@@ -543,8 +542,7 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
         tried.append({"method": method, "raised_layers": 0, **_brief(val.meta)})
         cand = Stages(exp, q, tgt, val, alt.quant)
         if not budget.problems(val.meta):
-            cand.mixed = {"budget": budget.to_dict(), "raised_to": None, "layers": [], "search": tried,
-                          "near_ties": _near_ties(budget, vals, len(vals) - 1)}
+            cand.mixed = _budget_block(budget, None, [], tried, vals)
             return cand
         if _score(val.meta) > _score(best.val.meta):
             best = cand
@@ -570,8 +568,7 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
         tried.append({"method": best.quant.method, "raised_layers": k, **_brief(val.meta)})
         if not budget.problems(val.meta):
             return Stages(best.exp, mq, tgt, val, best.quant, {
-                "budget": budget.to_dict(), "raised_to": raised_to, "layers": ranked[:k], "search": tried,
-                "near_ties": _near_ties(budget, vals, len(vals) - 1),
+                **_budget_block(budget, raised_to, ranked[:k], tried, vals),
                 "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")},
                 "plain_int8_target": best.tgt})
     top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
@@ -583,6 +580,13 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
     raise BuildError(f"{name}: accuracy budget {budget.describe()} not met ({'; '.join(problems)}); tried "
                      f"{_tried(tried, raised_to)}; most sensitive: {top}; {_describe_ties(ties)}; "
                      f"search, near ties and per-layer ranking: {report}")
+
+
+def _budget_block(budget: Budget, raised_to: str | None, layers: list[dict], tried: list[dict],
+                  vals: list[cache.Hit]) -> dict:
+    """The manifest's record of a budget that held, on the last model validated."""
+    return {"budget": budget.to_dict(), "raised_to": raised_to, "layers": layers, "search": tried,
+            "near_ties": _near_ties(budget, vals, len(vals) - 1)}
 
 
 def _near_ties(budget: Budget, vals: list[cache.Hit], chosen: int) -> dict | None:
