@@ -231,7 +231,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
 @_model_options
 @click.option("--images", default=64, show_default=True,
               help="Calibration images each one-layer-raised model is run on (arm64 simulates integer arithmetic "
-                   "in torch: about 2 min for lite0 at 32 images).")
+                   "in torch: 50 s for lite0 at 32 images on a 2-core EPYC).")
 @click.option("--top", default=20, show_default=True, help="Layers to print (the JSON has all).")
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Where the JSON report <variant>-<target>.sensitivity.json is written.")
