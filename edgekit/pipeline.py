@@ -572,13 +572,14 @@ def meet_budget(req: BuildRequest, st: Stages, c: cache.Cache, log: StageLog, pr
                 "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")},
                 "plain_int8_target": best.tgt})
     top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
-    ties = _near_ties(budget, vals, max(range(len(tried)), key=lambda i: _score(tried[i])))
+    best_i = max(range(len(tried)), key=lambda i: _score(tried[i]))  # the noise and the message: the same model
+    ties = _near_ties(budget, vals, best_i)
     report = write_json(req.out_dir / f"{bundle_name(req.variant, req.target)}.budget-not-met.json",
                         {"variant": req.variant.name, "target": req.target.name, "budget": budget.to_dict(),
                          "problems": problems, "raised_to": raised_to, "search": tried, "near_ties": ties,
                          "ranking": sens.meta})
     raise BuildError(f"{name}: accuracy budget {budget.describe()} not met ({'; '.join(problems)}); tried "
-                     f"{_tried(tried, raised_to)}; most sensitive: {top}; {_describe_ties(ties)}; "
+                     f"{_tried(tried, best_i, raised_to)}; most sensitive: {top}; {_describe_ties(ties)}; "
                      f"search, near ties and per-layer ranking: {report}")
 
 
@@ -611,8 +612,8 @@ def _describe_ties(t: dict | None) -> str:
             (f", flipped most: {most}" if most else ""))
 
 
-def _tried(tried: list[dict], raised_to: str) -> str:
-    best = max(tried, key=_score)
+def _tried(tried: list[dict], best_i: int, raised_to: str) -> str:
+    best = tried[best_i]
     return (f"{len(tried)} models, best {100 * (best['top1_agreement'] or 0):.2f} % agreement, drop "
             f"{best['top1_drop_points']:.2f} points ({best['method']}, {best['raised_layers']} layer(s) in "
             f"{raised_to})")
