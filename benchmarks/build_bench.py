@@ -53,7 +53,7 @@ def main() -> None:
                   f"agree {pct(r['agreement'])} %  top-1 {pct(r['top1_fp32'])} -> {pct(r['top1_int8'])} "
                   f"({r['val_images']} held-out)  stages {r['stages_cold']}", flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    from edgekit.pipeline import machine
+    from edgekit.device.system import machine
 
     Path(a.out).write_text(json.dumps({"machine": machine(), "python": platform.python_version(), "rows": rows},
                                       indent=2))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import near_ties
+from edgekit.analysis import near_ties
 
 RESULTS = Path(__file__).parent / "results" / "near_ties.json"
 

@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from edgekit import contract, preprocess, runtimes
+from edgekit.core import contract
+from edgekit.device import preprocess, runtimes
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class Opened:
 def _pytorch(variant, weights, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
-    from edgekit import model as model_mod
-    from edgekit import weights as weights_mod
+    from edgekit.builder import model as model_mod
+    from edgekit.builder import weights as weights_mod
 
     torch.set_num_threads(threads)
     net = model_mod.with_pixel_input(weights_mod.build_model(variant, weights)).eval()

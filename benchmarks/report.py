@@ -11,8 +11,8 @@ ARM_RATIO = 0.55  # TFLite INT8 at most this share of TFLite FP32 latency
 
 
 def machine() -> dict:
-    from edgekit.pipeline import machine as m
-    from edgekit.pipeline import tool_versions
+    from edgekit.builder.provenance import tool_versions
+    from edgekit.device.system import machine as m
 
     tools = tool_versions()
     try:
@@ -54,8 +54,8 @@ def _pipeline(doc: dict) -> list[str]:
         out += ["", f"Scaling, x86 target, cold (lite3 and lite4 with random weights, the same work, and "
                 f"{doc['settings']['scaling_val']} validation images):", "",
                 "| variant | GMAC | cold total s | export s | quantize s | peak MB |", "|---|---|---|---|---|---|"]
-        from edgekit import arch
-        from edgekit.variants import get_variant
+        from edgekit.core import arch
+        from edgekit.core.variants import get_variant
 
         for r in rows:
             g = arch.count_macs(get_variant(r["variant"])) / 1e9

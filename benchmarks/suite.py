@@ -58,8 +58,10 @@ class Clock:
 
 
 def selection(variant, mode: Mode, calib: str | None):
-    from edgekit import calibration_sets, contract, imagesets
-    from edgekit.classes import imagenet1k
+    from edgekit.builder import calibration as calibration_sets
+    from edgekit.builder.classes import imagenet1k
+    from edgekit.core import contract
+    from edgekit.device import imagesets
 
     sel = calibration_sets.select(calib, mode.num_calib, mode.num_val, None, imagenet1k().index_of_wnid)
     pre = contract.preprocessing(variant)
@@ -68,9 +70,11 @@ def selection(variant, mode: Mode, calib: str | None):
 
 def measure_variant(name: str, bundles: dict, mode: Mode, calib: str | None, work: Path, clock: Clock) -> dict:
     """Speed (1 and 2 threads) and fidelity of every path for one variant."""
-    from edgekit import arch, bench, contract, metrics, preprocess
-    from edgekit.variants import get_variant
-    from edgekit.weights import resolve_weights
+    from edgekit.builder.weights import resolve_weights
+    from edgekit.core import arch, contract
+    from edgekit.core.variants import get_variant
+    from edgekit.device import harness as bench
+    from edgekit.device import metrics, preprocess
 
     v = get_variant(name)
     weights = resolve_weights(v, None, False)

@@ -71,7 +71,7 @@ def arm64_bundle(tmp_path_factory, cache_dir) -> Path:
 @pytest.fixture(scope="session")
 def lite0_fp32(default_build, cache_dir) -> Path:
     # the session cache also holds other variants' exports (matrix tests): take lite0's, by its input size
-    from edgekit.variants import get_variant
+    from edgekit.core.variants import get_variant
 
     size = get_variant("lite0").input_size
     found = [p for p in sorted(cache_dir.glob("export/*/model.fp32.onnx"))

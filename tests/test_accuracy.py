@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from edgekit import manifest
+from edgekit.core import bundle as manifest
 
 from .conftest import SAMPLE, needs_shared, run_cli
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit import manifest, preprocess, runtimes
+from edgekit.core import bundle as manifest
+from edgekit.device import preprocess, runtimes
 
 from .conftest import REPO, run_cli
 
@@ -30,7 +31,10 @@ MIN_SQNR_DB = {"ai-edge-litert": 30.0, "tflite-runtime": 24.0}  # the arm64 logi
 LOGITS = """
 import sys, numpy as np
 from pathlib import Path
-from edgekit import contract, manifest, preprocess, runtimes
+from edgekit.core import contract
+from edgekit.core import bundle as manifest
+from edgekit.device import preprocess
+from edgekit.device import runtimes
 b = Path(sys.argv[1]); m = manifest.read(b)
 x = preprocess.to_input(np.load(b / "golden.npz")["pixels"][:int(sys.argv[3])], contract.from_manifest(m, "int8"))
 run = runtimes.open_runner(m["target"]["runtime"], b / m["artifacts"]["int8"], threads=1)

@@ -215,7 +215,7 @@ def test_matrix_builds_missing_bundles_and_writes_table_and_chart(default_build,
 def test_matrix_chart_and_markdown_render(tmp_path):
     from PIL import Image
 
-    from edgekit import matrix
+    from edgekit.device import matrix
 
     rows = [{"variant": v, "size_mb": s, "fp32_p50_ms": f, "int8_p50_ms": i, "speedup": f / i, "top1_fp32": a,
              "top1_int8": b, "agreement": 0.99, "int8_gmac_per_s": 10.0, "top1_source": "validation (300 images)",

@@ -4,8 +4,8 @@ import shutil
 
 from PIL import Image
 
-from edgekit import manifest
-from edgekit.export import TOLERANCE
+from edgekit.builder.onnx.export import TOLERANCE
+from edgekit.core import bundle as manifest
 
 from .conftest import run_cli
 
@@ -40,7 +40,7 @@ def test_export_is_clean_and_matches_pytorch(default_build):
 
 
 def test_openvino_graph_runs_int8(default_build):
-    from edgekit.runtimes import openvino_conv_precisions
+    from edgekit.device.runtimes import openvino_conv_precisions
 
     precisions = openvino_conv_precisions(default_build[0] / "model.int8.xml")
     assert set(precisions) <= {"u8", "i8"} and sum(precisions.values()) == 49

@@ -7,13 +7,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgekit import mixed_precision, quantize, saturation, sensitivity
-from edgekit.budget import Budget, BudgetError
-from edgekit.calibration_sets import select
-from edgekit.contract import pixels_nchw, preprocessing
-from edgekit.imagesets import load_pixels
-from edgekit.preprocess import to_input
-from edgekit.variants import get_variant
+from edgekit.builder.calibration import select
+from edgekit.builder.onnx import mixed_precision, quantize, saturation, sensitivity
+from edgekit.builder.request import Budget, QuantOptions
+from edgekit.core.contract import pixels_nchw, preprocessing
+from edgekit.core.variants import get_variant
+from edgekit.device.imagesets import load_pixels
+from edgekit.device.preprocess import to_input
+from edgekit.errors import BudgetError
 
 from .conftest import SAMPLE, needs_shared, run_cli
 
@@ -33,7 +34,7 @@ def qdq_pair(lite0_fp32, pixels, tmp_path_factory):
     for rounding in ("nearest", "gptq"):
         out[rounding] = d / f"{rounding}.onnx"
         out[rounding + "_report"] = quantize.quantize_qdq(lite0_fp32, out[rounding], pixels, contract,
-                                                          quantize.QuantOptions(weight_rounding=rounding))
+                                                          QuantOptions(weight_rounding=rounding))
     return out
 
 

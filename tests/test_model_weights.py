@@ -3,12 +3,12 @@ import os
 import pytest
 import torch
 
-from edgekit.classes import imagenet1k
-from edgekit.contract import normalized_nchw, pixels_nchw, preprocessing
-from edgekit.model import with_pixel_input
-from edgekit.preprocess import open_rgb, pixels, to_input
-from edgekit.variants import VARIANTS
-from edgekit.weights import WeightsError, build_model, resolve_weights
+from edgekit.builder.classes import imagenet1k
+from edgekit.builder.model import with_pixel_input
+from edgekit.builder.weights import WeightsError, build_model, resolve_weights
+from edgekit.core.contract import normalized_nchw, pixels_nchw, preprocessing
+from edgekit.core.variants import VARIANTS
+from edgekit.device.preprocess import open_rgb, pixels, to_input
 
 from .conftest import CLASSES_TSV, run_cli
 

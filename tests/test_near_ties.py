@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edgekit import near_ties
+from edgekit.analysis import near_ties
 
 
 def test_near_ties_lists_flipped_images_by_how_often_then_by_margin():

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekit.contract import normalized_nchw, pixels_nchw, preprocessing
-from edgekit.imagesets import directory_samples, load_pixels
-from edgekit.preprocess import ImageError, open_rgb, resize_crop, to_input
-from edgekit.variants import VARIANTS
+from edgekit.core.contract import normalized_nchw, pixels_nchw, preprocessing
+from edgekit.core.variants import VARIANTS
+from edgekit.device.imagesets import directory_samples, load_pixels
+from edgekit.device.preprocess import ImageError, open_rgb, resize_crop, to_input
 
 
 def test_resize_crop_shape_and_center():
@@ -42,7 +42,7 @@ def test_corrupt_and_truncated_images_are_refused(tmp_path):
 
 
 def test_labels_from_wnid_folder_and_csv(tmp_path):
-    from edgekit.classes import imagenet1k
+    from edgekit.builder.classes import imagenet1k
 
     ci = imagenet1k()
     for rel in ("n01440764_tench.JPEG", "cls/n01443537/a.png", "byindex/7/b.png"):

@@ -11,13 +11,14 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-from edgekit import quantize, saturation
-from edgekit.calibration_sets import select
-from edgekit.contract import pixels_nchw, preprocessing
-from edgekit.graph_sim import Graph
-from edgekit.imagesets import load_pixels
-from edgekit.preprocess import to_input
-from edgekit.variants import get_variant
+from edgekit.builder.calibration import select
+from edgekit.builder.onnx import quantize, saturation
+from edgekit.builder.onnx.simulate import Graph
+from edgekit.builder.request import QuantOptions
+from edgekit.core.contract import pixels_nchw, preprocessing
+from edgekit.core.variants import get_variant
+from edgekit.device.imagesets import load_pixels
+from edgekit.device.preprocess import to_input
 
 
 def _one_conv(q: np.ndarray, w_scale: np.ndarray, out_scale: float) -> onnx.ModelProto:
@@ -89,7 +90,7 @@ def test_graph_simulator_matches_onnxruntime(lite0_fp32, calib_pixels, tmp_path)
     qdq = tmp_path / "q.onnx"
     # plain rounding, no correction: the simulator is what is tested, against the largest quantization error
     quantize.quantize_qdq(lite0_fp32, qdq, calib_pixels, contract,
-                          quantize.QuantOptions(bias_correction=False, weight_rounding="nearest"))
+                          QuantOptions(bias_correction=False, weight_rounding="nearest"))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the same unfused QDQ arithmetic
     fp32_ref = None  # onnxruntime's FP32 logits, from the first pass
@@ -131,9 +132,9 @@ def test_bias_correction_removes_the_mean_shift(lite0_fp32, calib_pixels, tmp_pa
     depth; and behind ReLU6 the passing positions move with the bias."""
     contract = pixels_nchw(get_variant("lite0"))
     on, off = tmp_path / "on.onnx", tmp_path / "off.onnx"
-    report = quantize.quantize_qdq(lite0_fp32, on, calib_pixels, contract, quantize.QuantOptions())
+    report = quantize.quantize_qdq(lite0_fp32, on, calib_pixels, contract, QuantOptions())
     assert report["bias_correction"]["layers"] == 50 and report["pair_safe_layers"] == 34
-    quantize.quantize_qdq(lite0_fp32, off, calib_pixels, contract, quantize.QuantOptions(bias_correction=False))
+    quantize.quantize_qdq(lite0_fp32, off, calib_pixels, contract, QuantOptions(bias_correction=False))
     after = _relative_shifts(lite0_fp32, on, calib_pixels, contract)
     before = _relative_shifts(lite0_fp32, off, calib_pixels, contract)
     linear = [k for k, (_, clipped) in after.items() if not clipped]

@@ -5,11 +5,17 @@ import json
 import numpy as np
 import pytest
 
-from edgekit import contract, manifest, runtimes, tflite_graph, tflite_quantize, tflite_sim
-from edgekit.metrics import drift
-from edgekit.preprocess import to_input
-from edgekit.quantize import QuantOptions
-from edgekit.variants import get_variant
+from edgekit.builder.litert import graph as tflite_graph
+from edgekit.builder.litert import quantize as tflite_quantize
+from edgekit.builder.litert import simulate as tflite_sim
+from edgekit.builder.request import QuantOptions
+from edgekit.core import bundle as manifest
+from edgekit.core import contract
+from edgekit.core.variants import get_variant
+from edgekit.device import runtimes
+from edgekit.device.metrics import drift
+from edgekit.device.preprocess import to_input
+from edgekit.errors import QuantizeError
 
 from .conftest import run_cli
 
@@ -97,7 +103,7 @@ def test_op_the_integer_path_cannot_handle_is_named(tmp_path):
     it instead)."""
     import torch
 
-    from edgekit import litert_export
+    from edgekit.builder.litert import export as litert_export
 
     class Odd(torch.nn.Module):
         def __init__(self):
@@ -111,7 +117,7 @@ def test_op_the_integer_path_cannot_handle_is_named(tmp_path):
     litert_export.convert(Odd().eval(), c, tmp_path / "odd.tflite")
     px = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     int8 = {**contract.pixels_nhwc_int8(get_variant("lite0")), "shape": [1, 16, 16, 3]}
-    with pytest.raises(tflite_quantize.QuantizeError, match="SIN"):
+    with pytest.raises(QuantizeError, match="SIN"):
         tflite_quantize.quantize_tflite(tmp_path / "odd.tflite", tmp_path / "odd.int8.tflite", px, int8,
                                         QuantOptions())
     assert not (tmp_path / "odd.int8.tflite").exists()
@@ -158,6 +164,6 @@ def test_int16_logits_run_integer_only_and_beat_int8_logits(arm64_bundle, tmp_pa
     xf = to_input(px, m["fp32_input"])
     ref = np.concatenate([freal(xf[i:i + 1]) for i in range(len(xf))])
     assert drift(ref, real["int16"])["logit_sqnr_db"] > drift(ref, real["int8"])["logit_sqnr_db"]
-    with pytest.raises(tflite_quantize.QuantizeError, match="no tensor named"):
+    with pytest.raises(QuantizeError, match="no tensor named"):
         tflite_quantize.quantize_tflite(fp32, tmp_path / "x.tflite", px, m["input"], opts, int16=("nope",))
     assert not (tmp_path / "x.tflite").exists()

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from edgekit.arch import count_macs, same_pads, stages
-from edgekit.variants import VARIANTS, UnknownVariant, get_variant, resolve_variants
+from edgekit.core.arch import count_macs, same_pads, stages
+from edgekit.core.variants import VARIANTS, UnknownVariant, get_variant, resolve_variants
 
 from .conftest import run_cli
 
@@ -13,7 +13,7 @@ EXACT = {"lite0": 4_652_008, "lite1": 5_416_680, "lite2": 6_092_072}
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_param_count_within_0_1_percent_of_card(name):
-    from edgekit.model import count_params, create_model
+    from edgekit.builder.model import count_params, create_model
 
     v = VARIANTS[name]
     n = count_params(create_model(v))

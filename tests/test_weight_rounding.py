@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgekit import weight_rounding
-from edgekit.tflite_quantize import _Tails
+from edgekit.builder import rounding as weight_rounding
+from edgekit.builder.litert.quantize import _Tails
 
 
 def _correlated_images(n=16, c=8, hw=20, seed=0):

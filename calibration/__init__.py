@@ -1,1 +1,0 @@
-"""Calibration-set recipes: one TOML file per recipe, loaded by edgekit.calibration_sets."""

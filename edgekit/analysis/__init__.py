@@ -1,0 +1,1 @@
+"""What searches over the builder's stages: the accuracy budget, and the near ties that decide it."""

@@ -1,0 +1,154 @@
+"""The accuracy-budget search (`--max-drop`, `--min-agreement`): find the cheapest model that keeps the budget on
+the validation images, say what the chosen layers cost in latency, or fail saying what was tried and why it cannot
+hold (near ties)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.analysis import near_ties
+from edgekit.builder.cache import Hit
+from edgekit.builder.request import Budget, QuantOptions
+from edgekit.builder.route import Artifacts, Route
+from edgekit.builder.stages import Run
+from edgekit.builder.validate import stage_validate
+from edgekit.core import contract
+from edgekit.core.bundle import write_json
+from edgekit.device import preprocess, runtimes
+from edgekit.errors import BuildError
+
+# the search gives up after this many layers raised (in float, or int16 tensors): past it, int8 has lost its point
+MAX_RAISED_LAYERS = 8
+MAX_SLOWDOWN = 1.10  # mixed-precision latency over plain int8 past which the build warns (issue 6's limit)
+RANGE_METHODS = ("percentile", "minmax")  # what a budget tries before any layer is raised
+RANKING_IMAGES = 32  # calibration images the budget ranks layers on (edgekit analyze: --images)
+LATENCY_RUNS = 40  # per artifact, interleaved, when a budget raised layers
+
+
+@dataclass
+class Chosen:
+    """What the stages up to validation produced for the model a build ships; `mixed` is the budget's record."""
+    arts: Artifacts
+    val: Hit
+    quant: QuantOptions
+    mixed: dict | None = None
+    plain: Hit | None = None  # the plain int8 target artifacts, when layers were raised (for the latency cost)
+
+
+def _brief(d: dict) -> dict:
+    return {k: d.get(k) for k in ("top1_agreement", "top1_drop_points", "logit_sqnr_db")}
+
+
+def _score(d: dict) -> tuple:
+    return (d.get("top1_agreement") or 0, -(d.get("top1_drop_points") or 0), d.get("logit_sqnr_db") or 0)
+
+
+def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
+    """Make the INT8 artifact keep the accuracy budget on the validation images, cheapest change first:
+    1. the other activation-range methods (still plain int8, no latency cost), each validated with the target's
+       runtime;
+    2. on the best of those, the layers that recover most (the route's sensitivity ranking, on calibration images)
+       raised to the route's higher precision, one more at a time, each model validated, up to MAX_RAISED_LAYERS.
+    BuildError naming the most sensitive layers if nothing holds."""
+    req, budget = run.req, run.req.budget
+    problems = budget.problems(st.val.meta)
+    tried = [{"method": st.quant.method, "raised_layers": 0, **_brief(st.val.meta)}]
+    vals = [st.val]  # every model's validation: the near-tie analysis reads their logits
+    if not problems:
+        st.mixed = _budget_block(budget, None, [], tried, vals)
+        return st
+    best = st
+    for method in RANGE_METHODS:
+        if method == st.quant.method or method not in route.methods:
+            continue
+        alt = dataclasses.replace(req, quant=dataclasses.replace(req.quant, method=method))
+        arts = route.artifacts(run, alt)
+        val = stage_validate(run, alt, arts.tgt)
+        vals.append(val)
+        tried.append({"method": method, "raised_layers": 0, **_brief(val.meta)})
+        cand = Chosen(arts, val, alt.quant)
+        if not budget.problems(val.meta):
+            cand.mixed = _budget_block(budget, None, [], tried, vals)
+            return cand
+        if _score(val.meta) > _score(best.val.meta):
+            best = cand
+    breq = dataclasses.replace(req, quant=best.quant)
+    sens = route.sensitivity(run, breq, best.arts, RANKING_IMAGES, route.budget_max_macs_share)
+    ranked = [e for e in sens.meta["layers"] if e["gain_db"] > 0][:MAX_RAISED_LAYERS]
+    for k in range(1, len(ranked) + 1):
+        arts = route.raise_layers(run, breq, best.arts, ranked[:k])
+        val = stage_validate(run, breq, arts.tgt)
+        vals.append(val)
+        tried.append({"method": best.quant.method, "raised_layers": k, **_brief(val.meta)})
+        if not budget.problems(val.meta):
+            return Chosen(arts, val, best.quant, {
+                **_budget_block(budget, route.raised_to, ranked[:k], tried, vals),
+                "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")}}, best.arts.tgt)
+    top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
+    best_i = max(range(len(tried)), key=lambda i: _score(tried[i]))  # the noise and the message: the same model
+    ties = _near_ties(budget, vals, best_i)
+    report = write_json(req.out_dir / f"{req.bundle_name}.budget-not-met.json",
+                        {"variant": req.variant.name, "target": req.target.name, "budget": budget.to_dict(),
+                         "problems": problems, "raised_to": route.raised_to, "search": tried, "near_ties": ties,
+                         "ranking": sens.meta})
+    raise BuildError(f"{req.variant.name} on {req.target.name}: accuracy budget {budget.describe()} not met "
+                     f"({'; '.join(problems)}); tried {_tried(tried, best_i, route.raised_to)}; most sensitive: "
+                     f"{top}; {_describe_ties(ties)}; search, near ties and per-layer ranking: {report}")
+
+
+def _budget_block(budget: Budget, raised_to: str | None, layers: list[dict], tried: list[dict],
+                  vals: list[Hit]) -> dict:
+    """The manifest's record of a budget that held, on the last model validated."""
+    return {"budget": budget.to_dict(), "raised_to": raised_to, "layers": layers, "search": tried,
+            "near_ties": _near_ties(budget, vals, len(vals) - 1)}
+
+
+def _near_ties(budget: Budget, vals: list[Hit], chosen: int) -> dict | None:
+    """near_ties.analyse over every model the search validated; the noise is measured on vals[chosen]."""
+    runs = [np.load(v.path / "logits.npz") for v in vals if (v.path / "logits.npz").exists()]
+    if len(runs) != len(vals):  # no usable validation images
+        return None
+    fp32 = runs[0]["fp32"]
+    return near_ties.analyse(fp32, runs[chosen]["int8"], [r["int8"] for r in runs], list(runs[0]["ids"]),
+                             budget.allowed_disagreements(len(fp32)), runs[0]["labels"])
+
+
+def _describe_ties(t: dict | None) -> str:
+    if not t:
+        return "no validation logits to analyse"
+    most = ", ".join(f"{f['id']} (FP32 top-2 margin {f['fp32_margin']:.3f}, {f['flipped_in_models']}/{t['models']})"
+                     for f in t["flipped"][:3])
+    allowed = t.get("allowed_disagreements")
+    return (f"near ties: {t['expected_disagreements']:.1f} disagreements expected at the INT8 noise (sd "
+            f"{100 * t['relative_margin_noise']:.1f} % of the top-1 logit on the top-2 margin)" +
+            (f" against {allowed} allowed" if allowed is not None else "") +
+            (f", flipped most: {most}" if most else ""))
+
+
+def _tried(tried: list[dict], best_i: int, raised_to: str) -> str:
+    best = tried[best_i]
+    return (f"{len(tried)} models, best {100 * (best['top1_agreement'] or 0):.2f} % agreement, drop "
+            f"{best['top1_drop_points']:.2f} points ({best['method']}, {best['raised_layers']} layer(s) in "
+            f"{raised_to})")
+
+
+def mixed_latency(run: Run, plain: Hit, mixed: Hit) -> dict:
+    """What the raised layers cost: plain int8 and mixed artifacts timed interleaved with the target's runtime
+    (1 thread and the runtime's default), on one preprocessed image."""
+    from edgekit.device.harness import interleaved
+
+    req = run.req
+    x = preprocess.to_input(np.full((1, req.variant.input_size, req.variant.input_size, 3), 128, np.uint8),
+                            contract.for_artifacts(req.target, req.variant)["int8"])
+    out = {}
+    for threads in (1, None):
+        runners = {k: runtimes.open_runner(req.target.runtime, h.path / h.meta["int8"], threads=threads)
+                   for k, h in (("int8", plain), ("mixed", mixed))}
+        tick = run.progress(f"budget: latency, {threads or 'default'} thread(s)", LATENCY_RUNS)
+        r = interleaved(runners, {k: x for k in runners}, LATENCY_RUNS, 5, tick)
+        out[f"threads_{threads or 'default'}"] = {"int8_p50_ms": round(r["int8"]["p50_ms"], 3),
+                                                  "mixed_p50_ms": round(r["mixed"]["p50_ms"], 3),
+                                                  "ratio": round(r["mixed"]["p50_ms"] / r["int8"]["p50_ms"], 3)}
+    return out

@@ -1,0 +1,95 @@
+"""The last step of a build: the bundle directory (artifacts, labels, golden set, model card, manifest), assembled
+in a temporary directory beside its final place and renamed into it."""
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgekit import __version__
+from edgekit.builder import modelcard
+from edgekit.builder.cache import Hit
+from edgekit.builder.provenance import git_commit, tool_versions
+from edgekit.builder.request import BuildRequest
+from edgekit.builder.route import Artifacts
+from edgekit.builder.stages import StageLog
+from edgekit.core import arch, contract
+from edgekit.core import bundle as manifest
+from edgekit.device.system import machine
+from edgekit.errors import BuildError
+
+
+def io_blocks(req: BuildRequest, tgt: Hit) -> dict:
+    """The manifest's input contract (of the INT8 artifact; the FP32 reference's too where it differs) and output."""
+    contracts = contract.for_artifacts(req.target, req.variant)
+    out = {"name": contract.OUTPUT_NAME, "shape": [1, req.variant.num_classes], "dtype": "float32",
+           "quantization": None, "meaning": "logits (before softmax) over the ImageNet-1k class index in labels.txt"}
+    out.update(tgt.meta.get("output") or {})
+    if out["quantization"]:
+        out["dequantize"] = "logits = (q - zero_point) * scale; edgekit's runners return dequantized float32 logits"
+    doc = {"input": contracts["int8"], "output": out}
+    if contracts["fp32"] != contracts["int8"]:
+        doc["fp32_input"] = contracts["fp32"]
+    return doc
+
+
+def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: StageLog, class_names: list[str],
+                 class_wnids: list[str], mixed: dict | None = None) -> Path:
+    out_root = req.out_dir
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_root))
+    except OSError as e:
+        raise BuildError(f"cannot write to output directory {out_root}: {e.strerror}") from None
+    final = out_root / req.bundle_name
+    exp, q, tgt = arts.exp, arts.q, arts.tgt
+    try:
+        for name in (tgt.meta["int8"], tgt.meta["fp32"]):
+            for f in tgt.path.glob(Path(name).stem + ".*"):
+                shutil.copyfile(f, tmp / f.name)
+        (tmp / manifest.LABELS).write_text("\n".join(class_names) + "\n")
+        if gold.meta.get("images"):
+            shutil.copyfile(gold.path / manifest.GOLDEN_FILE, tmp / manifest.GOLDEN_FILE)
+        v = req.variant
+        weights = {"origin": req.weights.origin, "sha256": req.weights.sha256, "pretrained": req.weights.pretrained}
+        if not req.weights.pretrained:
+            weights["warning"] = ("RANDOM WEIGHTS: this bundle was built with --random-weights; it is not a trained "
+                                  "classifier and its accuracy figures are meaningless")
+        doc = {
+            "name": final.name,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "edgekit": {"version": __version__, "git_commit": git_commit()},
+            "variant": {**v.to_dict(), "macs": arch.count_macs(v)},
+            "target": {"name": req.target.name, "format": req.target.format, "runtime": req.target.runtime,
+                       "device_install": req.target.device_install},
+            "precision": f"int8 with {len(mixed['layers'])} layer(s) in {mixed['raised_to']}"
+            if mixed and mixed["layers"] else "int8",
+            "mixed_precision": mixed,
+            "artifacts": {"int8": tgt.meta["int8"], "fp32": tgt.meta["fp32"]},
+            **io_blocks(req, tgt),
+            "preprocessing": contract.preprocessing(v),
+            "labels": manifest.LABELS,
+            "class_names": class_names,
+            "class_wnids": class_wnids,
+            "weights": weights,
+            "export": exp.meta,
+            "calibration": {"source": req.selection.source, "digest": req.selection.calib_digest,
+                            "requested_images": len(req.selection.calib), **req.quant.to_dict(), **q.meta},
+            "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,
+                           "runtime": req.target.runtime, **val.meta},
+            "golden": gold.meta,
+            "backend_checks": tgt.meta.get("checks", {}),
+            "timings": log.stages,
+            "tools": tool_versions(),
+            "build_machine": machine(),
+        }
+        (tmp / manifest.MODEL_CARD).write_text(modelcard.render(doc))
+        manifest.write(tmp, doc)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be read and shipped
+        manifest.replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

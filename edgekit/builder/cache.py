@@ -1,0 +1,112 @@
+"""Content-addressed stage cache: each stage's output directory is keyed by a hash of everything it depends on.
+
+An entry is complete only when its `entry.json` (every file's sha256) exists; entries are built in a temporary
+directory and renamed into place. An entry whose files no longer match their hashes is removed and rebuilt.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import edgekit
+from edgekit.core.bundle import file_sha256
+
+ENTRY = "entry.json"
+# Packages whose code never runs inside a stage: the command line and the stores. Everything else in edgekit
+# (core tables and TOML files, the builder, both routes, analysis, device-side preprocessing, metrics and runtimes)
+# counts, so no stage can miss code it reaches.
+OUTSIDE_STAGES = ("cli", "publish")
+
+
+def default_dir() -> Path:
+    env = os.environ.get("EDGEKIT_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgekit"
+
+
+def key_of(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def source_digest(root: Path) -> str:
+    """Hash of every .py and .toml file below `root` (the edgekit package) outside OUTSIDE_STAGES, paths included.
+
+    Derived, never listed: a stage's key changes with any code or table it could reach (the variant table, the
+    target and calibration files, the routes), at the price of rebuilding on edits that could not matter."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.suffix not in (".py", ".toml") or not p.is_file() or rel.parts[0] in OUTSIDE_STAGES \
+                or "__pycache__" in rel.parts:
+            continue
+        h.update(f"{rel.as_posix()}\0".encode())
+        h.update(p.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)  # the installed code does not change within a process
+def code_digest() -> str:
+    return source_digest(Path(edgekit.__file__).parent)
+
+
+@dataclass(frozen=True)
+class Hit:
+    path: Path
+    meta: dict
+    cached: bool
+
+
+class Cache:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else default_dir()
+
+    def _dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def lookup(self, stage: str, key: str) -> Hit | None:
+        d = self._dir(stage, key)
+        if not d.is_dir():
+            return None
+        try:
+            entry = json.loads((d / ENTRY).read_text())
+            for name, digest in entry["files"].items():
+                if file_sha256(d / name) != digest:
+                    raise ValueError(f"{name} changed")
+        except Exception as e:
+            warnings.warn(f"corrupt cache entry {d} ({e}); rebuilding it", stacklevel=2)
+            shutil.rmtree(d, ignore_errors=True)
+            return None
+        return Hit(d, entry.get("meta", {}), True)
+
+    def run(self, stage: str, parts: dict, produce: Callable[[Path], dict]) -> Hit:
+        """Return the cached entry for `parts`, or run `produce(tmpdir) -> meta` and store its files."""
+        key = key_of({"stage": stage, **parts})
+        hit = self.lookup(stage, key)
+        if hit:
+            return hit
+        base = self.root / stage
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
+        try:
+            meta = produce(tmp)
+            files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            (tmp / ENTRY).write_text(json.dumps({"stage": stage, "key": key, "parts": parts, "files": files,
+                                                 "meta": meta}, indent=1, default=str))
+            final = self._dir(stage, key)
+            if final.exists():  # another build won the race
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return Hit(final, meta, False)

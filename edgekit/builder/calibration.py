@@ -1,0 +1,125 @@
+"""Calibration sets: a directory of images, or a recipe from `recipes/*.toml` (the embedded default).
+
+`select(source, num_calib, num_val, val_dir)` returns disjoint calibration and validation samples and a digest of
+each, so stages can be cached on what the images are, not where they came from.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+from PIL import Image, ImageOps
+
+from edgekit.core.bundle import file_sha256
+from edgekit.device.imagesets import Sample, digest, directory_samples
+from edgekit.device.preprocess import open_rgb
+from edgekit.errors import CalibrationError
+
+SEED = 0
+RECIPES = Path(__file__).parent / "recipes"  # one TOML file per recipe
+
+
+
+@dataclass(frozen=True)
+class Selection:
+    source: str  # what the user named (recipe name or directory)
+    calib: list[Sample]
+    val: list[Sample]
+    val_source: str  # "held out from <source>" or the --val directory
+
+    @property
+    def calib_digest(self) -> str:
+        return digest(self.calib)
+
+    @property
+    def val_digest(self) -> str:
+        return digest(self.val)
+
+
+def recipes() -> dict[str, dict]:
+    out = {}
+    for f in sorted(RECIPES.glob("*.toml")):
+        r = tomllib.loads(f.read_text())
+        out[r["name"]] = r
+    return out
+
+
+def _skimage_views(recipe: dict, photos: list[str], count: int, seed_offset: int) -> list[Sample]:
+    import skimage.data
+
+    root = Path(skimage.data.__file__).parent
+    rng = random.Random(recipe["seed"] + seed_offset)
+    views = []
+    for i in range(count):
+        name = photos[i % len(photos)]
+        area = rng.uniform(recipe["min_crop_area"], 1.0)
+        aspect = rng.uniform(3 / 4, 4 / 3)
+        fx, fy, flip = rng.random(), rng.random(), rng.random() < 0.5
+        path = root / name
+        if not path.is_file():
+            raise CalibrationError(f"scikit-image does not ship {name}; reinstall scikit-image")
+
+        def load(path=path, area=area, aspect=aspect, fx=fx, fy=fy, flip=flip) -> Image.Image:
+            img = open_rgb(path)
+            w, h = img.size
+            cw = min(w, int(round((area * w * h * aspect) ** 0.5)))
+            ch = min(h, int(round((area * w * h / aspect) ** 0.5)))
+            x0, y0 = int(fx * (w - cw)), int(fy * (h - ch))
+            img = img.crop((x0, y0, x0 + cw, y0 + ch))
+            return ImageOps.mirror(img) if flip else img
+
+        recipe_id = f"{name}|{area:.6f}|{aspect:.6f}|{fx:.6f}|{fy:.6f}|{flip}"
+        file_hash = file_sha256(path)
+        views.append(Sample(f"skimage:{recipe_id}", load, None, hashlib.sha256(
+            (recipe_id + file_hash).encode()).hexdigest()))
+    return views
+
+
+def _split(samples: list[Sample], num_calib: int, num_val: int) -> tuple[list[Sample], list[Sample]]:
+    """Seeded shuffle, then the first num_calib calibrate and the next num_val validate (held out)."""
+    order = list(samples)
+    random.Random(SEED).shuffle(order)
+    return order[:num_calib], order[num_calib:num_calib + num_val]
+
+
+def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None,
+           wnid_to_index=None) -> Selection:
+    """Resolve --calib / --num-calib / --val into disjoint calibration and validation samples."""
+    source = source or "default"
+    if num_calib < 1:
+        raise CalibrationError("--num-calib must be at least 1")
+    known = recipes()
+    path = Path(source)
+    if source in known and not path.is_dir():
+        recipe = known[source]
+        if recipe["source"] != "skimage":
+            raise CalibrationError(f"recipe {source}: unknown source kind '{recipe['source']}'")
+        calib = _skimage_views(recipe, recipe["images"], num_calib, 0)
+        val = [] if val_dir else _skimage_views(recipe, recipe["holdout"], min(num_val, recipe["val_views"]), 1)
+        val_source = f"held out from recipe '{source}' (other photographs)"
+    elif path.is_dir():
+        samples = directory_samples(path, wnid_to_index)
+        if not samples:
+            raise CalibrationError(f"no images (jpg/png/webp/bmp) found under {path}")
+        if val_dir:
+            calib, val = _split(samples, num_calib, 0)[0], []
+        else:
+            calib, val = _split(samples, num_calib, num_val)
+        val_source = f"held out from {path}"
+    else:
+        raise CalibrationError(f"--calib {source!r} is neither a directory nor a recipe "
+                               f"(recipes: {', '.join(sorted(known))})")
+    if val_dir:
+        vpath = Path(val_dir)
+        if not vpath.is_dir():
+            raise CalibrationError(f"--val directory not found: {vpath}")
+        val = directory_samples(vpath, wnid_to_index)[:num_val]
+        val_source = str(vpath)
+        overlap = {s.digest for s in calib} & {s.digest for s in val}
+        if overlap:
+            raise CalibrationError(f"--val shares {len(overlap)} image(s) with the calibration set; "
+                                   "validation images must be held out")
+    return Selection(source, calib, val, val_source)

@@ -1,0 +1,94 @@
+"""What a build is asked to do: the typed input of every stage (variant, target, weights, images, options,
+accuracy budget). Plain data; nothing here runs."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgekit.core.bundle import bundle_name
+from edgekit.errors import BudgetError
+
+if TYPE_CHECKING:  # types only: the CLI reads METHODS from here without loading images or weights code
+    from edgekit.builder.calibration import Selection
+    from edgekit.builder.weights import WeightsRef
+    from edgekit.core.targets import Target
+    from edgekit.core.variants import Variant
+
+METHODS = ("minmax", "percentile", "entropy")  # activation-range calibration; a route may take fewer
+ROUNDINGS = ("gptq", "nearest")  # weight rounding (rounding.py)
+BIAS_IMAGES = 64  # bias-correction images: lite0 logit SQNR 22.8 dB with 32, 23.2 with 64, 23.2 with 128
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    method: str = "minmax"  # edgekit build takes the target's calibration_method unless --method says otherwise
+    percentile: float = 99.999
+    bias_correction: bool = True
+    int16_safe_weights: bool = True  # weight grids whose int16 pair sums cannot overflow (onnx/saturation.py)
+    weight_rounding: str = "gptq"  # or "nearest"; see rounding.py
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "percentile": self.percentile,
+                "bias_correction": self.bias_correction, "int16_safe_weights": self.int16_safe_weights,
+                "weight_rounding": self.weight_rounding}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Accuracy the INT8 artifact must keep of FP32 on the validation images (`--max-drop`, `--min-agreement`);
+    analysis/budget.py searches for a model that keeps it."""
+    max_drop: float | None = None  # points of top-1 (FP32 minus INT8, against labels)
+    min_agreement: float | None = None  # fraction of images where INT8 and FP32 agree on top-1
+
+    def __post_init__(self):
+        if self.max_drop is None and self.min_agreement is None:
+            raise BudgetError("an accuracy budget needs --max-drop or --min-agreement")
+        if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
+            raise BudgetError(f"--min-agreement {100 * self.min_agreement:g} is not a percentage in (0, 100]")
+
+    def problems(self, drift: dict) -> list[str]:
+        """What the drift breaks, in words; empty when it holds. A drop needs labelled images."""
+        out = []
+        if self.max_drop is not None:
+            drop = drift.get("top1_drop_points")
+            if drop is None:
+                out.append("no labelled validation images to measure the top-1 drop on")
+            elif drop > self.max_drop + 1e-9:
+                out.append(f"top-1 drop {drop:.2f} points > {self.max_drop:g}")
+        if self.min_agreement is not None:
+            agree = drift.get("top1_agreement")
+            if agree is None or agree < self.min_agreement - 1e-9:
+                out.append(f"agreement {100 * (agree or 0):.2f} % < {100 * self.min_agreement:g} %")
+        return out
+
+    def allowed_disagreements(self, images: int) -> int | None:
+        """Most INT8/FP32 top-1 disagreements --min-agreement allows on `images` validation images."""
+        if self.min_agreement is None:
+            return None
+        return int(math.floor(images * (1 - self.min_agreement) + 1e-9))
+
+    def to_dict(self) -> dict:
+        return {"max_drop_points": self.max_drop, "min_agreement": self.min_agreement}
+
+    def describe(self) -> str:
+        parts = ([f"--max-drop {self.max_drop:g}"] if self.max_drop is not None else []) + \
+                ([f"--min-agreement {100 * self.min_agreement:g}"] if self.min_agreement is not None else [])
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    variant: Variant
+    target: Target
+    weights: WeightsRef
+    selection: Selection
+    quant: QuantOptions
+    out_dir: Path
+    allow_float: bool = False  # arm64: ship ops the integer path cannot handle as float (listed in the manifest)
+    budget: Budget | None = None  # accuracy the INT8 artifact must keep; layers are raised until it holds
+
+    @property
+    def bundle_name(self) -> str:
+        return bundle_name(self.variant.name, self.target.name)

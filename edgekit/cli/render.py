@@ -1,0 +1,130 @@
+"""Every table and summary the command line prints, from the plain dicts the layers return."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def variants_table(rows: list[dict]) -> str:
+    head = (f"{'variant':8} {'input':>5} {'crop':>6} {'interp':9} {'params (card)':>14} {'FLOPs (card)':>14} "
+            f"{'MACs (ours)':>14} {'top-1':>6} {'top-5':>6}  weights")
+    lines = [head]
+    for r in rows:
+        w = r["weights"]["package"] or f"--weights {r['weights']['upstream_file']}"
+        lines.append(f"{r['name']:8} {r['input_size']:>5} {r['crop_pct']:>6.3f} {r['interpolation']:9} "
+                     f"{r['card_params']:>14,} {r['card_flops']:>14,} {r['macs']:>14,} {r['card_top1']:>6.2f} "
+                     f"{r['card_top5']:>6.2f}  {w}")
+    return "\n".join(lines)
+
+
+def build_summary(path: Path, m: dict) -> str:
+    v = m["validation"]
+    lines = [f"bundle: {path}"]
+    for name, s in m["timings"].items():
+        if isinstance(s, dict):
+            lines.append(f"  {name:14} {s['seconds']:7.2f} s{'  (cached)' if s['cached'] else ''}")
+    g = m["export"].get("graph")
+    head = f"onnx: opset {g['opset']}, {g['nodes']} nodes" if g else f"float .tflite ({m['export'].get('converter')})"
+    lines.append(f"  {head}, parity with PyTorch max|diff| {m['export']['parity']['max_abs_diff']:.1e}")
+    checks = m.get("backend_checks") or {}
+    if "integer_only" in checks:
+        ops = ", ".join(f"{k} {n}" for k, n in checks["ops"].items())
+        lines.append(f"  int8 .tflite: {'integer-only' if checks['integer_only'] else 'FLOAT OPS: ' + ', '.join(checks['float_ops'])}"
+                     f" ({ops})")
+    if v.get("images"):
+        line = (f"  validation ({v['images']} held-out images, {v['runtime']}): top-1 agreement "
+                f"{100 * v['top1_agreement']:.2f} %, logit SQNR {v['logit_sqnr_db']:.1f} dB")
+        if "top1_fp32" in v:
+            line += (f", top-1 FP32 {100 * v['top1_fp32']:.2f} % -> INT8 {100 * v['top1_int8']:.2f} % "
+                     f"(drop {v['top1_drop_points']:.2f} points)")
+        lines.append(line)
+    mixed = m.get("mixed_precision")
+    ties = (mixed or {}).get("near_ties")
+    if ties:
+        allowed = ties.get("allowed_disagreements")
+        lines.append(f"  near ties: {ties['expected_disagreements']:.1f} disagreements expected at the INT8 noise"
+                     + (f", {allowed} allowed" if allowed is not None else "")
+                     + f"; {ties['images_within_2_sd']} of {ties['images']} images within 2 sd of a tie")
+    if mixed and not mixed["layers"]:
+        lines.append(f"  budget: met in plain int8 with --method {m['calibration']['method']} "
+                     f"({len(mixed['search'])} models tried)")
+    elif mixed:
+        lat = mixed["latency"]["threads_1"]
+        lines.append(f"  budget: {len(mixed['layers'])} layer(s) in {mixed['raised_to']} "
+                     f"({', '.join(e['layer'] for e in mixed['layers'])}); 1-thread latency "
+                     f"{lat['int8_p50_ms']:.2f} -> {lat['mixed_p50_ms']:.2f} ms (x{lat['ratio']:.2f})")
+    if not m["weights"]["pretrained"]:
+        lines.append("  WARNING: " + m["weights"]["warning"])
+    return "\n".join(lines)
+
+
+def analysis_table(r: dict, top: int) -> str:
+    b = r["all_int8"]
+    lines = [f"{r['variant']} on {r['target']}: all int8 logit SQNR {b['logit_sqnr_db']:.2f} dB, agreement "
+             f"{100 * b['top1_agreement']:.2f} % ({r['images']} {r['image_source']}, {r['runtime']})",
+             f"  ({r['method']})",
+             f"{'#':>3} {'layer':48} {'kind':16} {'MACs':>6} {'SQNR dB':>8} {'gain':>6} {'agree %':>8}"]
+    for i, e in enumerate(r["layers"][:top], 1):
+        lines.append(f"{i:>3} {e['layer'][-48:]:48} {e['kind']:16} {100 * e['macs_share']:5.1f}% "
+                     f"{e['logit_sqnr_db']:8.2f} {e['gain_db']:+6.2f} {100 * e['top1_agreement']:8.2f}")
+    ranges = r["activation_ranges"]
+    widest = sorted(ranges, key=lambda a: -(a["max"] - a["min"]))[:3]
+    lines.append(f"{len(ranges)} activation grids; widest: " +
+                 ", ".join(f"{a['tensor']} [{a['min']:.2f}, {a['max']:.2f}]" for a in widest))
+    return "\n".join(lines)
+
+
+def bench_table(r: dict) -> str:
+    lines = [f"bench {r['bundle']['name']} on {r['device']['cpu']} ({r['device']['arch']}, "
+             f"{r['device']['cores']} cores), {r['device']['runtime']} {r['device']['runtime_version']}",
+             f"  {'threads':>7} {'precision':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'min ms':>8} "
+             f"{'first ms':>9} {'GMAC/s':>7}"]
+    for t, per in r["latency"].items():
+        for p in ("int8", "fp32"):
+            s = per[p]
+            lines.append(f"  {t:>7} {p:>9} {s['p50_ms']:8.2f} {s['p90_ms']:8.2f} {s['p99_ms']:8.2f} "
+                         f"{s['min_ms']:8.2f} {s['first_inference_ms']:9.1f} {s['gmac_per_s']:7.1f}")
+        lines.append(f"  {t:>7} int8 speed-up over fp32 (p50): {per['int8_speedup']:.2f}x")
+    g = r.get("golden")
+    if g:
+        vp = g["vs_pytorch"]
+        lines.append(f"  golden set ({g['images']} inputs): top-1 agreement with PyTorch FP32: INT8 "
+                     f"{100 * vp['int8']['top1_agreement']:.2f} %, FP32 artifact {100 * vp['fp32']['top1_agreement']:.2f} %;"
+                     f" INT8 vs FP32 artifact {100 * g['int8_vs_fp32']['top1_agreement']:.2f} %, "
+                     f"SQNR {g['int8_vs_fp32']['logit_sqnr_db']:.1f} dB")
+    im = r.get("images")
+    if im:
+        line = (f"  images ({im['images']} from {im['source']}): INT8 vs FP32 agreement "
+                f"{100 * im['top1_agreement']:.2f} %, preprocessing {im['preprocess_ms_per_image']:.1f} ms/image")
+        if "top1_fp32" in im:
+            line += (f", top-1 FP32 {100 * im['top1_fp32']:.2f} % -> INT8 {100 * im['top1_int8']:.2f} %, "
+                     f"top-5 {100 * im['top5_fp32']:.2f} % -> {100 * im['top5_int8']:.2f} %")
+        lines.append(line)
+    lines.append(f"  peak resident memory {r['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def history_table(runs: list[dict]) -> str:
+    lines = [f"{'time':20} {'bundle':18} {'device':34} {'runtime':18} {'thr':>3} {'int8 p50':>9} "
+             f"{'fp32 p50':>9} {'speedup':>7} {'agree vs PT':>11}"]
+    for r in runs:
+        d = r["device"]
+        g = r.get("golden") or {}
+        agree = g.get("vs_pytorch", {}).get("int8", {}).get("top1_agreement")
+        for t, per in r["latency"].items():
+            lines.append(f"{r['time'][:19]:20} {r['bundle']['name'][:18]:18} {(d['cpu'] or '')[:34]:34} "
+                         f"{(d['runtime'] + ' ' + str(d['runtime_version']))[:18]:18} {t:>3} "
+                         f"{per['int8']['p50_ms']:8.2f}m {per['fp32']['p50_ms']:8.2f}m {per['int8_speedup']:6.2f}x "
+                         f"{'' if agree is None else f'{100 * agree:10.2f}%':>11}")
+    return "\n".join(lines)
+
+
+def store_table(rows: list[dict]) -> str:
+    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7}  created"]
+    for r in rows:
+        agree = r.get("vnd.edgekit.agreement")
+        top1 = r.get("vnd.edgekit.top1")
+        lines.append(f"{r['name'][:24]:24} {r.get('vnd.edgekit.variant', ''):7} {r.get('vnd.edgekit.target', ''):7} "
+                     f"{'' if agree is None else f'{100 * float(agree):8.2f}%':>9} "
+                     f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7}  "
+                     f"{r.get('org.opencontainers.image.created', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""The bundle: its file names, the manifest schema (versioned), checksums, and atomic writes. Written at build time,
+read and verified by devices and stores (no build imports)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgekit.errors import ManifestError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+LABELS = "labels.txt"
+GOLDEN_FILE = "golden.npz"  # preprocessed validation inputs with PyTorch's FP32 logits (the board's self-check)
+MODEL_CARD = "README.md"
+
+
+def bundle_name(variant: str, target: str) -> str:
+    return f"{variant}-{target}-int8"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksums(bundle: Path) -> dict[str, str]:
+    """sha256 of every file in the bundle except the manifest itself (relative POSIX paths)."""
+    return {str(p.relative_to(bundle).as_posix()): file_sha256(p)
+            for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != MANIFEST}
+
+
+def write(bundle: Path, manifest: dict) -> None:
+    manifest = {"schema_version": SCHEMA_VERSION, **manifest, "files": checksums(bundle)}
+    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def read(bundle: Path, verify: bool = True) -> dict:
+    path = Path(bundle) / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{bundle} is not an edgekit bundle (no {MANIFEST})")
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path} is not valid JSON ({e})") from None
+    if m.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(f"{path}: schema version {m.get('schema_version')} is not supported "
+                            f"(this edgekit reads {SCHEMA_VERSION})")
+    if verify:
+        for name, digest in m["files"].items():
+            f = Path(bundle) / name
+            if not f.is_file():
+                raise ManifestError(f"bundle file missing: {name}")
+            if file_sha256(f) != digest:
+                raise ManifestError(f"bundle file {name} does not match its sha256 in the manifest")
+    return m
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the finished directory `tmp` at `final`, replacing what is there: a reader sees the old or the new
+    directory, never a mix."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def write_json(path: Path, doc: dict) -> Path:
+    """Written to a temporary file beside `path`, then renamed: never a half-written report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, default=str)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

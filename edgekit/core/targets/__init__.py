@@ -1,0 +1,46 @@
+"""The target table: one declarative TOML file per target beside this module (name, route, backend, runtime,
+input contract, default calibration method). A new target is a new file."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import tomllib
+
+from edgekit.errors import UnknownTarget
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    aliases: tuple[str, ...]
+    description: str
+    format: str
+    backend: str
+    runtime: str
+    device_install: str
+    input_contract: str  # of the INT8 artifact (core/contract.py CONTRACTS)
+    route: str = "onnx"  # the package edgekit.builder.<route> that makes its artifacts: "onnx" or "litert"
+    fp32_input_contract: str | None = None  # when the FP32 reference takes another input than the INT8 artifact
+    calibration_method: str = "minmax"  # what `edgekit build` uses for this target unless --method says otherwise
+    notes: str = ""
+
+
+@lru_cache(maxsize=1)
+def targets() -> dict[str, Target]:
+    out: dict[str, Target] = {}
+    for f in sorted(Path(__file__).parent.glob("*.toml")):
+        d = tomllib.loads(f.read_text())
+        d["aliases"] = tuple(d.get("aliases", ()))
+        out[d["name"]] = Target(**d)
+    return out
+
+
+def get_target(name: str) -> Target:
+    key = name.lower()
+    for t in targets().values():
+        if key == t.name or key in t.aliases:
+            return t
+    valid = ", ".join(f"{t.name} ({'/'.join(t.aliases)})" if t.aliases else t.name for t in targets().values())
+    raise UnknownTarget(f"unknown target '{name}': choose one of {valid}")

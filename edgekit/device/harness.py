@@ -1,0 +1,149 @@
+"""`edgekit bench`: latency and drift of a bundle, measured on the device that runs it.
+
+Device side: numpy, Pillow and the bundle's runtime only (never torch or onnx). The input contract comes from the
+manifest; the runtime from the manifest's target unless overridden.
+"""
+from __future__ import annotations
+
+import datetime
+import resource
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgekit.core import bundle as manifest
+from edgekit.core import contract
+from edgekit.core.bundle import GOLDEN_FILE
+from edgekit.device import imagesets, metrics, preprocess, runtimes
+from edgekit.device.system import device_info
+from edgekit.errors import BenchError
+from edgekit.progress import Progress, no_progress
+
+
+def summarize(times_s: list[float]) -> dict:
+    ms = np.asarray(times_s) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "std_ms": float(ms.std()),
+            "min_ms": float(ms.min()), "runs": int(len(ms))}
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return round(kb / 1024, 1)
+
+
+def latency(runtime: str, bundle: Path, artifacts: dict, x: dict[str, np.ndarray], threads: int, runs: int,
+            warmup: int, tick: Callable[[int], None]) -> dict:
+    """Both precisions at one thread count, runs interleaved. Time to first inference = load/compile + first
+    invoke."""
+    runners, first = {}, {}
+    for p in ("int8", "fp32"):
+        t = time.perf_counter()
+        runners[p] = runtimes.open_runner(runtime, bundle / artifacts[p], threads=threads,
+                                          fp32_reference=p == "fp32")
+        runners[p](x[p])
+        first[p] = time.perf_counter() - t
+    r = interleaved(runners, x, runs, warmup, tick)
+    return {p: {**r[p], "first_inference_ms": first[p] * 1e3} for p in runners}
+
+
+def interleaved(runners: dict[str, Callable], x: dict[str, np.ndarray], runs: int, warmup: int,
+                tick: Callable[[int], None], pause_s: float = 0.0) -> dict:
+    """Each runner on its input, runs interleaved (a, b, a, b, ...) so drift in machine load hits all alike.
+    pause_s before each timed run lets the previous runtime's worker threads stop spinning (onnxruntime's and
+    OpenMP's spin after each run, and on 2 cores they take a core from whatever runs next)."""
+    for _ in range(warmup):
+        for p in runners:
+            runners[p](x[p])
+    times: dict[str, list[float]] = {p: [] for p in runners}
+    for _ in range(runs):
+        for p in runners:
+            if pause_s:
+                time.sleep(pause_s)
+            t = time.perf_counter()
+            runners[p](x[p])
+            times[p].append(time.perf_counter() - t)
+        tick(1)
+    return {p: summarize(times[p]) for p in runners}
+
+
+def _logits(bundle: Path, m: dict, runtime: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    contracts = {p: contract.from_manifest(m, p) for p in ("int8", "fp32")}
+    return runtimes.artifact_logits(runtime, bundle, m["artifacts"], pixels, contracts)
+
+
+def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) -> dict | None:
+    """INT8 and FP32 artifacts against the PyTorch FP32 logits recorded at build time, on the carried inputs (the
+    first `limit` of them: slow or emulated devices)."""
+    path = bundle / GOLDEN_FILE
+    if not path.is_file():
+        return None
+    g = dict(np.load(path))
+    if limit:
+        g = {k: v[:limit] for k, v in g.items()}
+    out = _logits(bundle, m, runtime, g["pixels"])
+    return {"images": int(len(g["pixels"])),
+            "vs_pytorch": {p: metrics.drift(g["torch_logits"], out[p], g["labels"]) for p in out},
+            "int8_vs_fp32": metrics.drift(out["fp32"], out["int8"], g["labels"])}
+
+
+def image_drift(bundle: Path, m: dict, runtime: str, images: Path, limit: int | None) -> dict:
+    """INT8 vs the bundle's FP32 artifact on a folder of images (labels from WordNet ids, folders or labels.csv)."""
+    wnids = {w: i for i, w in enumerate(m.get("class_wnids") or [])}
+    samples = imagesets.directory_samples(images, wnids.get)
+    if not samples:
+        raise BenchError(f"no images (jpg/png/webp/bmp) found under {images}")
+    samples = samples[:limit] if limit else samples
+    t = time.perf_counter()
+    loaded = imagesets.load_pixels(samples, m["preprocessing"])
+    prep_s = time.perf_counter() - t
+    if len(loaded.pixels) == 0:
+        raise BenchError(f"none of the {len(samples)} images under {images} could be read")
+    out = _logits(bundle, m, runtime, loaded.pixels)
+    labels = loaded.labels if (loaded.labels >= 0).any() else None
+    return {"source": str(images), "preprocess_ms_per_image": 1e3 * prep_s / len(samples),
+            "skipped_unreadable": loaded.skipped, **metrics.drift(out["fp32"], out["int8"], labels)}
+
+
+def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str = "auto",
+        images: Path | None = None, limit: int | None = None, golden_limit: int | None = None,
+        progress: Progress = no_progress) -> dict:
+    bundle = Path(bundle)
+    m = manifest.read(bundle)  # verifies every file's sha256
+    rt = m["target"]["runtime"] if runtime == "auto" else runtime
+    if rt not in runtimes.RUNTIMES:
+        raise BenchError(f"unknown runtime '{rt}': choose auto or one of {', '.join(runtimes.RUNTIMES)}")
+    golden = None
+    if (bundle / GOLDEN_FILE).is_file():
+        px = np.load(bundle / GOLDEN_FILE)["pixels"][:1]
+    else:
+        crop = m["preprocessing"]["crop"]
+        px = np.full((1, crop, crop, 3), 128, np.uint8)
+    x = {p: preprocess.to_input(px, contract.from_manifest(m, p)) for p in ("int8", "fp32")}
+    lat = {}
+    for t in threads:
+        tick = progress(f"latency: {t} thread(s), int8 and fp32 interleaved", runs)
+        lat[str(t)] = latency(rt, bundle, m["artifacts"], x, t, runs, warmup, tick)
+        for p in lat[str(t)].values():
+            p["gmac_per_s"] = m["variant"]["macs"] / (p["p50_ms"] / 1e3) / 1e9
+        lat[str(t)]["int8_speedup"] = lat[str(t)]["fp32"]["p50_ms"] / lat[str(t)]["int8"]["p50_ms"]
+    progress("drift: golden set", None)
+    golden = golden_drift(bundle, m, rt, golden_limit)
+    report = {
+        "kind": "edgekit-bench",
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "bundle": {"name": m["name"], "path": str(bundle.resolve()), "variant": m["variant"]["name"],
+                   "target": m["target"]["name"], "manifest_sha256": manifest.file_sha256(bundle / manifest.MANIFEST)},
+        "device": device_info(rt),
+        "settings": {"threads": threads, "runs": runs, "warmup": warmup, "batch": 1},
+        "latency": lat,
+        "golden": golden,
+        "build_time_golden": (m.get("golden") or {}).get("build_time_vs_pytorch"),
+    }
+    if images is not None:
+        progress(f"drift: images in {images}", None)
+        report["images"] = image_drift(bundle, m, rt, Path(images), limit)
+    report["peak_rss_mb"] = _peak_rss_mb()
+    return report

@@ -1,0 +1,112 @@
+"""Image sets: find images in a directory, know their labels, and read them (device side: numpy + Pillow only).
+
+Labels are found, in this order: a `labels.csv` at the directory root (`file,label`; label is a class index or a
+WordNet id), ImageNet WordNet ids in file names (`n01440764_tench.JPEG`), or one folder per class (named by WordNet
+id or class index).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from edgekit.core.bundle import file_sha256
+from edgekit.device.preprocess import open_rgb, pixels
+from edgekit.errors import DataError, ImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+_WNID = re.compile(r"^(n\d{8})(?:_|$)")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: a stable id (for digests and reports), how to load it, and its label if known."""
+
+    id: str
+    load: Callable[[], Image.Image]
+    label: int | None = None
+    digest: str = ""  # content hash of the source (file bytes, or the recipe that makes a synthetic view)
+
+
+def list_images(root: Path) -> list[Path]:
+    """Every image below root (recursive), in a stable order."""
+    if not root.exists():
+        raise DataError(f"image directory not found: {root}")
+    if not root.is_dir():
+        raise DataError(f"not a directory: {root}")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _label_resolver(root: Path, wnid_to_index: Callable[[str], int | None] | None) -> Callable[[Path], int | None]:
+    def parse(value: str) -> int | None:
+        value = value.strip()
+        if value.isdigit():
+            return int(value)
+        return wnid_to_index(value) if wnid_to_index else None
+
+    csv_path = root / "labels.csv"
+    if csv_path.is_file():
+        with open(csv_path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+        if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "image"):
+            rows = rows[1:]
+        table = {r[0].strip(): parse(r[1]) for r in rows if len(r) >= 2}
+        return lambda p: table.get(str(p.relative_to(root)), table.get(p.name))
+
+    def from_path(p: Path) -> int | None:
+        m = _WNID.match(p.name)
+        if m and wnid_to_index:
+            return wnid_to_index(m.group(1))
+        if p.parent != root:
+            return parse(p.parent.name)
+        return None
+
+    return from_path
+
+
+def directory_samples(root: Path, wnid_to_index: Callable[[str], int | None] | None = None) -> list[Sample]:
+    root = Path(root)
+    label_of = _label_resolver(root, wnid_to_index)
+    return [Sample(str(p.relative_to(root)), (lambda p=p: open_rgb(p)), label_of(p), file_sha256(p))
+            for p in list_images(root)]
+
+
+def digest(samples: Iterable[Sample]) -> str:
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.id}\0{s.digest}\0{s.label}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class Loaded:
+    pixels: np.ndarray  # N x H x W x 3 uint8
+    labels: np.ndarray  # N int64, -1 where unknown
+    ids: list[str]
+    skipped: list[str]  # ids of unreadable images
+
+
+def load_pixels(samples: list[Sample], preprocessing: dict, progress: Callable[[Iterator], Iterator] | None = None,
+                ) -> Loaded:
+    """Decode and preprocess samples; unreadable images are counted and skipped with a warning."""
+    out, labels, ids, skipped = [], [], [], []
+    it = iter(samples)
+    for s in (progress(it) if progress else it):
+        try:
+            out.append(pixels(s.load(), preprocessing))
+        except ImageError as e:
+            skipped.append(s.id)
+            warnings.warn(f"skipped unreadable image: {e}", stacklevel=2)
+            continue
+        labels.append(-1 if s.label is None else s.label)
+        ids.append(s.id)
+    crop = preprocessing["crop"]
+    arr = np.stack(out) if out else np.zeros((0, crop, crop, 3), np.uint8)
+    return Loaded(arr, np.asarray(labels, np.int64), ids, skipped)

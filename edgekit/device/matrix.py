@@ -1,0 +1,148 @@
+"""Per-variant matrix of bench reports: one row per variant, written as JSON, Markdown and a PNG chart of latency
+against top-1 (the shape of the EfficientNet-Lite paper's figure), one point per variant and precision."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.core.bundle import MANIFEST, bundle_name, read
+from edgekit.core.targets import get_target
+from edgekit.core.variants import resolve_variants
+from edgekit.errors import ChildFailed, DeviceError
+
+COLUMNS = ("variant", "size_mb", "fp32_p50_ms", "int8_p50_ms", "speedup", "top1_fp32", "top1_int8", "agreement",
+           "int8_gmac_per_s")
+
+
+def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
+    """Key figures of one bench report. Top-1 comes from the build's validation images when they had labels
+    (hundreds of images), else from the golden set measured on this device."""
+    lat = report["latency"][threads]
+    int8_files = [f for f in manifest["files"] if f.startswith(Path(manifest["artifacts"]["int8"]).stem + ".")]
+    size = sum((bundle / f).stat().st_size for f in int8_files) / 1e6
+    val = manifest.get("validation") or {}
+    gold = (report.get("golden") or {}).get("vs_pytorch") or {}
+    if "top1_fp32" in val:
+        top1 = (val["top1_fp32"], val["top1_int8"], val["top1_agreement"], f"validation ({val['images']} images)")
+    elif "top1_int8" in gold.get("int8", {}):
+        g = gold["int8"]
+        top1 = (g["top1_fp32"], g["top1_int8"], report["golden"]["int8_vs_fp32"]["top1_agreement"],
+                f"golden set ({report['golden']['images']} images)")
+    else:
+        top1 = (None, None, val.get("top1_agreement"), "no labels")
+    return {"variant": manifest["variant"]["name"], "size_mb": round(size, 2),
+            "fp32_p50_ms": lat["fp32"]["p50_ms"], "int8_p50_ms": lat["int8"]["p50_ms"],
+            "speedup": lat["int8_speedup"], "top1_fp32": top1[0], "top1_int8": top1[1], "agreement": top1[2],
+            "int8_gmac_per_s": lat["int8"]["gmac_per_s"], "top1_source": top1[3],
+            "random_weights": not manifest["weights"]["pretrained"], "threads": int(threads)}
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None:
+        return "—"
+    return f"{100 * v:.2f} %" if pct else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def markdown(rows: list[dict], title: str) -> str:
+    lines = [f"# {title}", "", "| variant | INT8 size | FP32 p50 | INT8 p50 | speed-up | top-1 FP32 | top-1 INT8 | "
+             "agreement | INT8 GMAC/s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = r["variant"] + (" (random weights)" if r["random_weights"] else "")
+        lines.append(f"| {name} | {r['size_mb']:.2f} MB | {r['fp32_p50_ms']:.2f} ms | {r['int8_p50_ms']:.2f} ms | "
+                     f"{r['speedup']:.2f}x | {_fmt(r['top1_fp32'], True)} | {_fmt(r['top1_int8'], True)} | "
+                     f"{_fmt(r['agreement'], True)} | {r['int8_gmac_per_s']:.1f} |")
+    lines += ["", "Top-1 from: " + "; ".join(sorted({f"{r['variant']}: {r['top1_source']}" for r in rows}))]
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict], path: Path, title: str) -> bool:
+    """Latency (x) against top-1 (y), one point per variant and precision. False when nothing has a top-1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in rows if r["top1_fp32"] is not None and not r["random_weights"]]
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for prec, marker in (("fp32", "o"), ("int8", "s")):
+        xs = [r[f"{prec}_p50_ms"] for r in pts]
+        ys = [100 * r[f"top1_{prec}"] for r in pts]
+        ax.plot(xs, ys, marker=marker, label=prec.upper())
+        for r, x, y in zip(pts, xs, ys):
+            ax.annotate(r["variant"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("latency, p50 batch 1 (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def write(rows: list[dict], out_dir: Path, stem: str, title: str) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
+    for key, text in (("json", json.dumps({"title": title, "rows": rows}, indent=2) + "\n"),
+                      ("markdown", markdown(rows, title))):
+        tmp = paths[key].with_name(paths[key].name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(paths[key])
+    if not chart(rows, paths["png"], title):
+        del paths["png"]
+    return paths
+
+
+@dataclass
+class Matrix:
+    title: str
+    rows: list[dict]
+    reports: list[dict]
+    paths: dict[str, Path]
+
+
+def _child(args: list[str]) -> None:
+    """Another edgekit command as a child process (its output is ours); its failure ends the matrix."""
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", *args])
+    if r.returncode != 0:
+        raise ChildFailed(r.returncode)
+
+
+def run(variant_name: str, target_name: str, out_dir: Path, build_args: list[str], bench_args: list[str],
+        threads: int, random_weights: bool, report_dir: Path) -> Matrix:
+    """`edgekit bench --variant`: for each variant, build its bundle into `out_dir` if it is missing (an
+    `edgekit build` child), measure it in its own process (peak memory and threads are the bench's alone), and
+    write the table as JSON, Markdown and a PNG chart."""
+    variants = resolve_variants(variant_name)
+    target = get_target(target_name)
+    rows, reports = [], []
+    for v in variants:
+        path = out_dir / bundle_name(v.name, target.name)
+        if not (path / MANIFEST).is_file():
+            if not v.has_packaged_weights and not random_weights:
+                warnings.warn(f"skipping {v.name}: no weights (build it with --weights, or pass --random-weights "
+                              "for latency only)")
+                continue
+            _child(["build", "--variant", v.name, "--target", target.name, "--out", str(out_dir), *build_args]
+                   + (["--random-weights"] if random_weights and not v.has_packaged_weights else []))
+        with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as td:
+            _child(["bench", str(path), *bench_args, "--json", f"{td}/r.json"])
+            report = json.loads(Path(td, "r.json").read_text())
+        reports.append(report)
+        rows.append(row(report, read(path, verify=False), path, str(threads)))
+    if not rows:
+        raise DeviceError("no bundle to measure")
+    d = reports[0]["device"]
+    title = (f"edgekit bench: {target.name} on {d['cpu']} ({d['cores']} cores), {d['runtime']} "
+             f"{d['runtime_version']}, {threads} thread(s)")
+    return Matrix(title, rows, reports, write(rows, report_dir, f"matrix-{target.name}", title))

@@ -1,0 +1,157 @@
+"""Device runtimes behind one call shape: `runner(x) -> logits` (device side: no torch, no onnx).
+
+Each runtime is imported only when used, so a board needs just the one its bundle names.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgekit.errors import ModelLoadError, RuntimeMissing
+from edgekit.progress import Progress, no_progress
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+
+def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise RuntimeMissing("onnxruntime is not installed: pip install 'edgekit[device-onnx]'") from None
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})[0]
+
+
+def _openvino(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
+    try:
+        import openvino as ov
+    except ImportError:
+        raise RuntimeMissing("openvino is not installed: pip install 'edgekit[device-openvino]'") from None
+    config: dict = {}
+    if fp32_reference:
+        # OpenVINO runs "FP32" models in bf16 on CPUs with AVX-512 BF16 unless told otherwise.
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    return lambda x: request.infer({0: x})[0].copy()
+
+
+def tflite_interpreter_class():
+    """ai-edge-litert's Interpreter, else tflite-runtime's (what older Raspberry Pi images have); (class, package)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, "tflite-runtime"
+    except ImportError:
+        raise RuntimeMissing("no TFLite runtime is installed: pip install 'edgekit[device-tflite]' "
+                             "(ai-edge-litert), or tflite-runtime") from None
+
+
+
+def _litert(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
+    Interpreter, package = tflite_interpreter_class()
+    data = Path(path).read_bytes()
+    # The interpreters verify the flatbuffer, but a file cut short before its header can still take the process
+    # down: refuse anything that is not a TFLite flatbuffer before handing it over.
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelLoadError(f"{path} is not a TFLite model (truncated or corrupt): rebuild or re-pull the bundle")
+    try:
+        # no thread count given: all cores, as onnxruntime and OpenVINO do by default (the interpreter would use one)
+        it = Interpreter(model_content=data, num_threads=threads or os.cpu_count() or 1)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelLoadError(f"{package} cannot load {path}: {str(e).strip().splitlines()[0]}; the file is corrupt "
+                             "or needs a newer runtime") from None
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zero_point = out["quantization"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if x.dtype != inp["dtype"]:
+            raise ModelLoadError(f"{path.name} takes {np.dtype(inp['dtype']).name} input, got {x.dtype.name}: the "
+                                 "manifest's input contract and the artifact disagree")
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        y = it.get_tensor(out["index"])
+        return (y.astype(np.float32) - zero_point) * scale if scale else y.copy()
+
+    return run
+
+
+RUNTIMES: dict[str, Callable[[Path, int | None, bool], Runner]] = {
+    "onnxruntime": _onnxruntime,
+    "openvino": _openvino,
+    "litert": _litert,
+}
+
+
+def runtime_version(runtime: str) -> tuple[str, str | None]:
+    """(package, version) of what runs `runtime` here; version None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = {"openvino": "openvino", "onnxruntime": "onnxruntime"}.get(runtime, runtime)
+    if runtime == "litert":
+        try:
+            package = tflite_interpreter_class()[1]
+        except RuntimeMissing:
+            return "ai-edge-litert", None
+    try:
+        return package, version(package)
+    except PackageNotFoundError:
+        return package, None
+
+
+def open_runner(runtime: str, path: Path, threads: int | None = None, fp32_reference: bool = False) -> Runner:
+    if runtime not in RUNTIMES:
+        raise RuntimeMissing(f"unknown runtime '{runtime}': known are {', '.join(RUNTIMES)}")
+    return RUNTIMES[runtime](Path(path), threads, fp32_reference)
+
+
+def artifact_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict,
+                    progress: Progress = no_progress
+                    ) -> dict[str, np.ndarray]:
+    """Both artifacts' logits on the same HWC pixels, each fed its own input contract, one image at a time, with the
+    runtime at its default threading. contracts/artifacts: {"int8": ..., "fp32": ...}."""
+    from edgekit.device.preprocess import to_input
+
+    out = {}
+    for precision in ("int8", "fp32"):
+        x = to_input(pixels, contracts[precision])
+        run = open_runner(runtime, root / artifacts[precision], fp32_reference=precision == "fp32")
+        advance = progress(f"{precision} on {runtime}", len(x))
+        logits = []
+        for i in range(len(x)):
+            logits.append(run(x[i:i + 1]))
+            advance(1)
+        out[precision] = np.concatenate(logits)
+    return out
+
+
+def openvino_conv_precisions(path: Path) -> dict[str, int]:
+    """How many convolutions OpenVINO's compiled CPU graph runs at each precision (e.g. {'u8': 49})."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU")
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            p = info["runtimePrecision"].astype(str)
+            counts[p] = counts.get(p, 0) + 1
+    return counts

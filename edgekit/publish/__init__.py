@@ -1,0 +1,47 @@
+"""Publish bundles to a directory or an OCI registry, pull them back verified, list what a destination holds.
+
+Safe and boring: every file is checked against the bundle manifest's sha256 (and, from a registry, against its OCI
+blob digest) before anything is placed; places are written to a temporary name and renamed; publishing the same
+bundle again is a no-op, a different bundle under an existing name needs force.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgekit.publish import directory
+
+
+def _is_oci(ref: str) -> bool:
+    return ref.startswith("oci://")
+
+
+def publish(bundle: Path, dest: str, force: bool = False, insecure: bool = False) -> str:
+    if _is_oci(dest):
+        from edgekit.publish import oci
+
+        with oci.registry_errors():
+            return oci.publish(bundle, dest, force, insecure)
+    return directory.publish(bundle, dest, None, force)
+
+
+def pull(src: str, to: Path, force: bool = False, insecure: bool = False) -> Path:
+    if _is_oci(src):
+        from edgekit.publish import oci
+
+        with oci.registry_errors():
+            return oci.pull(src, to, force, insecure)
+    return directory.pull(directory.root_of(src), to, force)
+
+
+def ls(dest: str, insecure: bool = False) -> list[dict]:
+    if _is_oci(dest):
+        from edgekit.publish import oci
+
+        with oci.registry_errors():
+            return oci.ls(dest, insecure)
+    return directory.ls(dest)
+
+
+def to_json(rows: list[dict]) -> str:
+    return json.dumps(rows, indent=2)

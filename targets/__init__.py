@@ -1,1 +1,0 @@
-"""Target declarations: one TOML file per target, loaded by edgekit.targets_registry."""

@@ -1,0 +1,146 @@
+"""The structure's promises: the device side imports without torch or onnx, stage keys follow every fact a stage
+can reach (no hand-kept lists), and every command-line failure is one line with a non-zero exit."""
+import dataclasses
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import edgekit
+from edgekit import pipeline
+from edgekit.builder import cache as cache_mod
+from edgekit.builder.calibration import select
+from edgekit.builder.request import BuildRequest, QuantOptions
+from edgekit.builder.weights import resolve_weights
+from edgekit.core.targets import get_target
+from edgekit.core.variants import get_variant
+
+from .conftest import REPO, run_cli
+
+PKG = Path(edgekit.__file__).parent
+
+
+def test_device_side_imports_with_torch_and_onnx_unimportable():
+    modules = sorted(f"edgekit.device.{p.stem}" for p in (PKG / "device").glob("*.py") if p.stem != "__init__")
+    modules += sorted(f"edgekit.core.{p.stem}" for p in (PKG / "core").glob("*.py") if p.stem != "__init__")
+    assert "edgekit.device.harness" in modules and "edgekit.device.runtimes" in modules
+    code = textwrap.dedent(f"""
+        import importlib, sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "onnx", "onnxscript", "litert_torch", "ai_edge_quantizer"):
+                    raise ImportError(f"{{name}} is not importable on a device")
+        sys.meta_path.insert(0, Block())
+        for m in {modules!r} + ["edgekit.core.targets", "edgekit.errors", "edgekit.progress"]:
+            importlib.import_module(m)
+        from edgekit.core.targets import targets
+        assert len(targets()) == 3
+        print("imported", len({modules!r}))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("imported")
+
+
+def test_code_digest_follows_every_table_and_module_a_stage_can_reach(tmp_path):
+    tree = tmp_path / "edgekit"
+    shutil.copytree(PKG, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    base = cache_mod.source_digest(tree)
+    assert base == cache_mod.code_digest()  # the copy is the installed package
+
+    def edited(rel: str, old: str, new: str) -> str:
+        p = tree / rel
+        text = p.read_text()
+        assert old in text
+        p.write_text(text.replace(old, new, 1))
+        try:
+            return cache_mod.source_digest(tree)
+        finally:
+            p.write_text(text)
+
+    assert edited("core/variants.py", '"bicubic", _HALF', '"bilinear", _HALF') != base  # a variant fact
+    assert edited("core/targets/arm64.toml", 'calibration_method = "percentile"', 'calibration_method = "minmax"') \
+        != base  # a target file
+    assert edited("builder/recipes/default.toml", "seed = 0", "seed = 1") != base  # the calibration recipe
+    assert edited("device/preprocess.py", "int(round((nw - crop) / 2.0))", "(nw - crop) // 2") != base
+    assert edited("cli/render.py", "def build_summary", "def build_summary_") == base  # never inside a stage
+
+
+def _request(tmp_path: Path, variant, cache_name="c") -> tuple[BuildRequest, cache_mod.Cache]:
+    sel = select("default", 10, 4, None)
+    req = BuildRequest(variant, get_target("onnx"), resolve_weights(get_variant("lite0"), None, False), sel,
+                       QuantOptions(weight_rounding="nearest"), tmp_path / "dist")
+    return req, cache_mod.Cache(tmp_path / cache_name)
+
+
+def test_a_changed_variant_fact_rebuilds_the_stages_that_read_it(tmp_path):
+    """lite0 with another crop: the preprocessing changes, so calibration, validation and golden inputs change;
+    no stage may come from the cache (today's keys carry the variant's facts, not only its name)."""
+    from edgekit.builder.classes import imagenet1k
+
+    names, wnids = list(imagenet1k().names), list(imagenet1k().wnids)
+    lite0 = get_variant("lite0")
+    req, c = _request(tmp_path, lite0)
+    _, first = pipeline.build(req, c, names, wnids)
+    assert not any(s["cached"] for s in first["timings"].values() if isinstance(s, dict))
+    _, again = pipeline.build(req, c, names, wnids)
+    assert all(s["cached"] for s in again["timings"].values() if isinstance(s, dict))
+    other = dataclasses.replace(lite0, crop_pct=0.95)
+    req2, _ = _request(tmp_path, other)
+    _, changed = pipeline.build(req2, c, names, wnids)
+    stages = {k: s for k, s in changed["timings"].items() if isinstance(s, dict)}
+    assert set(stages) >= {"export", "quantize", "target:onnx", "validate", "golden"}
+    assert not any(s["cached"] for s in stages.values()), stages
+    assert changed["preprocessing"]["resize"] == round(224 / 0.95) != first["preprocessing"]["resize"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["build", "--variant", "lite9"], "unknown variant"),
+    (["build", "--target", "gpu"], "unknown target"),
+    (["build", "--calib", "/no/such/dir"], "neither a directory nor a recipe"),
+    (["build", "--variant", "all", "--weights", "x.pth"], "--weights names one checkpoint"),
+    (["build", "--min-agreement", "150"], "not a percentage"),
+    (["build", "--target", "arm64", "--method", "entropy", "--num-calib", "10"], "not available for target arm64"),
+    (["analyze", "--images", "0"], "--images must be at least 1"),
+    (["bench", "--threads", "x", "/tmp"], "--threads"),
+    (["bench"], "either a BUNDLE"),
+    (["pull", "/no/such/store/b"], "not a published bundle"),
+    (["ls", "oci://"], "expected oci://"),
+])
+def test_cli_errors_are_one_line(args, says, tmp_path):
+    r = run_cli(*args, env={"EDGEKIT_CACHE_DIR": str(tmp_path / "c"), "EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")})
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2, r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unexpected_errors_are_one_line_with_a_debug_hint():
+    from edgekit.cli import _Main
+
+    @click.group(cls=_Main)
+    @click.option("--debug", is_flag=True)
+    def group(debug):
+        pass
+
+    @group.command()
+    def boom():
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    r = CliRunner().invoke(group, ["boom"])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines() == [
+        "error: unexpected ZeroDivisionError: division by zero (a bug in edgekit: rerun with `edgekit --debug boom "
+        "...` for the traceback and report it)"]
+    r = CliRunner().invoke(group, ["--debug", "boom"])
+    assert isinstance(r.exception, ZeroDivisionError)  # --debug lets the traceback through
+
+
+def test_no_module_is_over_about_300_lines():
+    sizes = {str(p.relative_to(PKG)): len(p.read_text().splitlines()) for p in PKG.rglob("*.py")}
+    assert max(sizes.values()) <= 320, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
