@@ -46,7 +46,7 @@ class Mode:
 FULL = Mode(("lite0", "lite1", "lite2"), ("lite3", "lite4"), 48, 64, 20, 5)
 QUICK = Mode(("lite0",), (), 32, 32, 10, 2)
 SCALING_VAL = 16  # lite3/lite4 have random weights: their validation only has to run, not to mean anything
-PAUSE_S = 0.05  # at 2 threads, between runs of different paths (bench.interleaved)
+PAUSE_S = 0.05  # at 2 threads, between runs of different paths (harness.interleaved)
 
 
 class Clock:
@@ -58,12 +58,12 @@ class Clock:
 
 
 def selection(variant, mode: Mode, calib: str | None):
-    from edgekit.builder import calibration as calibration_sets
+    from edgekit.builder import calibration
     from edgekit.builder.classes import imagenet1k
     from edgekit.core import contract
     from edgekit.device import imagesets
 
-    sel = calibration_sets.select(calib, mode.num_calib, mode.num_val, None, imagenet1k().index_of_wnid)
+    sel = calibration.select(calib, mode.num_calib, mode.num_val, None, imagenet1k().index_of_wnid)
     pre = contract.preprocessing(variant)
     return imagesets.load_pixels(sel.calib, pre), imagesets.load_pixels(sel.val, pre)
 
@@ -73,8 +73,7 @@ def measure_variant(name: str, bundles: dict, mode: Mode, calib: str | None, wor
     from edgekit.builder.weights import resolve_weights
     from edgekit.core import arch, contract
     from edgekit.core.variants import get_variant
-    from edgekit.device import harness as bench
-    from edgekit.device import metrics, preprocess
+    from edgekit.device import harness, metrics, preprocess
 
     v = get_variant(name)
     weights = resolve_weights(v, None, False)
@@ -91,7 +90,7 @@ def measure_variant(name: str, bundles: dict, mode: Mode, calib: str | None, wor
     for threads in (1, 2):
         opened = {p.name: paths_mod.open_path(p, bundles, v, weights, nncf_ir, threads) for p in paths_mod.PATHS}
         x = {k: o.to_input(val.pixels[:1]) for k, o in opened.items()}
-        r = bench.interleaved({k: o.run for k, o in opened.items()}, x, mode.runs, mode.warmup, lambda n: None,
+        r = harness.interleaved({k: o.run for k, o in opened.items()}, x, mode.runs, mode.warmup, lambda n: None,
                               PAUSE_S if threads > 1 else 0.0)
         speed[threads] = {k: {"p50_ms": s["p50_ms"], "p90_ms": s["p90_ms"], "min_ms": s["min_ms"],
                               "gmac_per_s": gmac / (s["p50_ms"] / 1e3)} for k, s in r.items()}

@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from edgekit.builder.litert import graph as tflite_graph
+from edgekit.builder.litert import graph, simulate
 from edgekit.builder.litert import quantize as tflite_quantize
-from edgekit.builder.litert import simulate as tflite_sim
 from edgekit.builder.request import QuantOptions
 from edgekit.core import bundle as manifest
 from edgekit.core import contract
@@ -24,13 +23,13 @@ def test_arm64_bundle_is_integer_only(arm64_bundle):
     m = manifest.read(arm64_bundle)
     assert m["target"]["name"] == "arm64" and m["target"]["runtime"] == "litert"
     assert m["artifacts"] == {"int8": "model.int8.tflite", "fp32": "model.fp32.tflite"}
-    g = tflite_graph.read((arm64_bundle / "model.int8.tflite").read_bytes())
-    inv = tflite_graph.inventory(g)
+    g = graph.read((arm64_bundle / "model.int8.tflite").read_bytes())
+    inv = graph.inventory(g)
     assert inv["float_ops"] == [] and inv["float_tensors"] == 0, inv
     assert m["backend_checks"]["integer_only"] is True
     assert set(inv["ops"]) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "PADV2"}, inv
     for op in g.ops:
-        if op.kind in tflite_sim.LAYERS:
+        if op.kind in simulate.LAYERS:
             w, b = g.tensors[op.inputs[1]], g.tensors[op.inputs[2]]
             assert w.type == "INT8" and w.scale.size == w.shape[0 if op.kind != "DEPTHWISE_CONV_2D" else 3]
             assert np.all(w.zero_point == 0) and np.abs(w.data).max() <= 127  # symmetric per-channel
@@ -55,13 +54,13 @@ def test_int8_input_contract_is_exact():
 
 
 def test_simulation_matches_the_interpreter(arm64_bundle):
-    """tflite_sim (what bias correction measures with) computes what LiteRT computes, within requantization
+    """builder/litert/simulate.py (what bias correction measures with) computes what LiteRT computes, within requantization
     rounding: at most a few output steps on real pixels."""
     m = manifest.read(arm64_bundle)
     px = np.load(arm64_bundle / "golden.npz")["pixels"][:4]
-    fg = tflite_graph.read((arm64_bundle / "model.fp32.tflite").read_bytes())
-    qg = tflite_graph.read((arm64_bundle / "model.int8.tflite").read_bytes())
-    sim = tflite_sim.run(fg, qg, px)
+    fg = graph.read((arm64_bundle / "model.fp32.tflite").read_bytes())
+    qg = graph.read((arm64_bundle / "model.int8.tflite").read_bytes())
+    sim = simulate.run(fg, qg, px)
     runner = runtimes.open_runner("litert", arm64_bundle / "model.int8.tflite")
     x = to_input(px, m["input"])
     real = np.concatenate([runner(x[i:i + 1]) for i in range(len(x))])
@@ -82,8 +81,8 @@ def test_truncated_or_corrupt_tflite_is_refused(arm64_bundle, tmp_path):
         p.write_bytes(blob)
         with pytest.raises(runtimes.ModelLoadError):
             runtimes.open_runner("litert", p)
-        with pytest.raises(tflite_graph.ModelError):
-            tflite_graph.read(blob)
+        with pytest.raises(graph.ModelError):
+            graph.read(blob)
 
 
 def test_bench_runs_the_tflite_bundle(arm64_bundle, tmp_path):
@@ -142,7 +141,7 @@ def test_int16_logits_run_integer_only_and_beat_int8_logits(arm64_bundle, tmp_pa
     m = manifest.read(arm64_bundle)
     px = np.load(arm64_bundle / "golden.npz")["pixels"]
     fp32 = arm64_bundle / "model.fp32.tflite"
-    fg = tflite_graph.read(fp32.read_bytes())
+    fg = graph.read(fp32.read_bytes())
     logits = fg.tensors[fg.outputs[0]].name
     opts = QuantOptions(method="percentile")
     real, reports = {}, {}
@@ -156,9 +155,9 @@ def test_int16_logits_run_integer_only_and_beat_int8_logits(arm64_bundle, tmp_pa
     assert rep["integer_only"] and rep["inventory"]["ops"]["QUANTIZE"] == 1, rep["inventory"]  # int8 -> int16 input
     assert rep["output"]["dtype"] == "int16" and rep["output"]["quantization"]["zero_point"] == 0
     assert rep["int16_tensors"] == [logits] and rep["a16w8_ops"] == [f"FULLY_CONNECTED {logits}", f"OUTPUT {logits}"]
-    qg = tflite_graph.read((tmp_path / "int16.tflite").read_bytes())
+    qg = graph.read((tmp_path / "int16.tflite").read_bytes())
     assert qg.tensors[qg.ops[-1].inputs[2]].type == "INT64"
-    sim = tflite_sim.run(fg, qg, px[:4])
+    sim = simulate.run(fg, qg, px[:4])
     assert np.abs(sim["int8"] - real["int16"][:4]).max() <= 4 * reports["int8"]["output"]["quantization"]["scale"]
     freal = runtimes.open_runner("litert", fp32)
     xf = to_input(px, m["fp32_input"])

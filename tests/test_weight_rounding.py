@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgekit.builder import rounding as weight_rounding
+from edgekit.builder import rounding
 from edgekit.builder.litert.quantize import _Tails
 
 
@@ -30,9 +30,9 @@ def test_rounding_lowers_the_output_error_and_keeps_the_grid(depthwise):
     g = torch.Generator().manual_seed(1)
     w = torch.randn(c if depthwise else 16, 1 if depthwise else c, 3, 3, generator=g, dtype=torch.float64)
     scale = w.abs().flatten(1).max(1).values.numpy() / 127 * 4  # a coarse grid makes the difference visible
-    h = weight_rounding.patch_covariance(x, (3, 3), (1, 1), (1, 1), depthwise)
+    h = rounding.patch_covariance(x, (3, 3), (1, 1), (1, 1), depthwise)
     assert h.shape == ((c, 9, 9) if depthwise else (c * 9, c * 9))
-    q = weight_rounding.round_weights(w.flatten(1).numpy(), scale, h)
+    q = rounding.round_weights(w.flatten(1).numpy(), scale, h)
     assert q.dtype == np.int8 and q.min() >= -127 and q.max() <= 127
     nearest = np.clip(np.round(w.flatten(1).numpy() / scale[:, None]), -127, 127)
     assert np.abs(q - nearest).max() >= 1  # it did change something
@@ -46,7 +46,7 @@ def test_rounding_lowers_the_output_error_and_keeps_the_grid(depthwise):
 
 def test_patch_covariance_matches_unfold():
     x = _correlated_images(n=2, c=3, hw=9)
-    h = weight_rounding.patch_covariance(x, (3, 3), (2, 2), (1, 1), False)
+    h = rounding.patch_covariance(x, (3, 3), (2, 2), (1, 1), False)
     p = F.unfold(x, 3, stride=2).permute(0, 2, 1).reshape(-1, 27).double()
     ref = torch.cov(p.T, correction=0)
     assert torch.allclose(h, ref, atol=1e-5)

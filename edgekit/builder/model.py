@@ -6,6 +6,7 @@ PyPI packages' lukemelas-style names onto these. TF "SAME" padding, BatchNorm ep
 from __future__ import annotations
 
 import copy
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +107,7 @@ class EfficientNetLite(nn.Module):
 ARTIFACT_NAMESPACE = "edgekit.model"
 for _cls in (Conv2dSame, DepthwiseSeparable, InvertedResidual, EfficientNetLite):
     _cls.__module__ = ARTIFACT_NAMESPACE
+sys.modules.setdefault(ARTIFACT_NAMESPACE, sys.modules[__name__])  # so inspect and pickle find the classes there
 
 
 def create_model(variant: Variant) -> EfficientNetLite:

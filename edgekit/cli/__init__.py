@@ -1,10 +1,12 @@
 """The `edgekit` command line: each command parses its options, calls one function of a layer, renders the result.
 
-Errors are handled here once: an EdgekitError is one `error:` line and exit code 2; Ctrl-C is one line and 130;
-anything else is a bug, shown as one line with a hint to rerun with --debug for the traceback (exit 1)."""
+Errors are handled here once: an EdgekitError, a file the system refuses (OSError) or a bad option is one `error:`
+line and exit code 2; Ctrl-C is one line and 130; anything else is a bug, shown as one line with a hint to rerun
+with --debug for the traceback (exit 1)."""
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import click
@@ -17,24 +19,51 @@ def _warn_line(message, category, filename, lineno, file=None, line=None):
     click.echo(f"warning: {message}", err=True)
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
+
+
+def _error(message: str, code: int):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
 class _Main(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's own usage errors (an unknown option, a bad value) as one line too."""
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            where = f"; see `{e.ctx.command_path} --help`" if getattr(e, "ctx", None) else ""
+            _error(f"{_first_line(click.unstyle(e.format_message())).rstrip('.')}{where}", e.exit_code)
+        except click.exceptions.Abort:
+            _error("interrupted", 130)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except EdgekitError as e:
             if not getattr(e, "already_reported", False):
-                click.echo(f"error: {e}", err=True)
+                click.echo(f"error: {_first_line(e)}", err=True)
             ctx.exit(getattr(e, "exit_code", 2))
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except OSError as e:  # a path the system refuses: the user's to fix, not a bug
+            if ctx.params.get("debug") or os.environ.get("EDGEKIT_DEBUG"):
+                raise
+            what = f"{e.strerror or _first_line(e)}" + (f": {e.filename}" if e.filename else "")
+            click.echo(f"error: {what}", err=True)
+            ctx.exit(2)
         except Exception as e:
             if ctx.params.get("debug") or os.environ.get("EDGEKIT_DEBUG"):
                 raise
-            first = (str(e).strip().splitlines() or [""])[0]
-            click.echo(f"error: unexpected {type(e).__name__}: {first} (a bug in edgekit: rerun with "
+            click.echo(f"error: unexpected {type(e).__name__}: {_first_line(e)} (a bug in edgekit: rerun with "
                        f"`edgekit --debug {ctx.invoked_subcommand or ''} ...` for the traceback and report it)",
                        err=True)
             ctx.exit(1)

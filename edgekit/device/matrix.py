@@ -15,9 +15,6 @@ from edgekit.core.targets import get_target
 from edgekit.core.variants import resolve_variants
 from edgekit.errors import ChildFailed, DeviceError
 
-COLUMNS = ("variant", "size_mb", "fp32_p50_ms", "int8_p50_ms", "speedup", "top1_fp32", "top1_int8", "agreement",
-           "int8_gmac_per_s")
-
 
 def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
     """Key figures of one bench report. Top-1 comes from the build's validation images when they had labels
@@ -113,7 +110,10 @@ class Matrix:
 
 def _child(args: list[str]) -> None:
     """Another edgekit command as a child process (its output is ours); its failure ends the matrix."""
-    r = subprocess.run([sys.executable, "-m", "edgekit.cli", *args])
+    try:
+        r = subprocess.run([sys.executable, "-m", "edgekit.cli", *args])
+    except KeyboardInterrupt:  # the child got the Ctrl-C too and said so
+        raise ChildFailed(130) from None
     if r.returncode != 0:
         raise ChildFailed(r.returncode)
 

@@ -1,4 +1,4 @@
-"""Stage convert (arm64 route): PyTorch -> float .tflite with litert-torch, validated against PyTorch.
+"""Convert (litert route): PyTorch -> float .tflite with litert-torch, validated against PyTorch.
 
 No TensorFlow: litert-torch lowers the pixel-input model (normalisation folded into the stem) to TFLite ops with NHWC
 input, folds padding into the convolutions and fuses ReLU6. The float model is the FP32 reference of the bundle and

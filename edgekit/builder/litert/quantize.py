@@ -1,4 +1,4 @@
-"""Stage quantize (arm64 route): float .tflite -> fully-integer INT8 .tflite, then checked to be integer-only.
+"""Quantize (litert route): float .tflite -> fully-integer INT8 .tflite, then checked to be integer-only.
 
 ai-edge-quantizer's `static_wi8_ai8` recipe does the rewriting (int8 per-channel symmetric weights, int8 asymmetric
 activations, int32 biases, int8 input and output). What edgekit changes, each measured on lite0 (300 held-out
@@ -9,12 +9,12 @@ ImageNet images, logit SQNR against the float .tflite):
   default: 24.7 -> 25.7 dB) and hands them over as the calibration result.
 - Input grid: pinned to scale 1, zero point -128, so the artifact takes raw pixels exactly (contract.pixels_nhwc_int8).
 - Biases: recomputed from the float model and saturated instead of wrapped (the quantizer overflows int32 in channels
-  whose folded weights are ~0: 84 such channels in lite0), then sequential bias correction (tflite_sim.py):
+  whose folded weights are ~0: 84 such channels in lite0), then sequential bias correction (simulate.py):
   17.4 -> 23.9 dB.
-- Weights of the stem and depthwise layers: re-rounded for the inputs they see (weight_rounding.py), in the same
+- Weights of the stem and depthwise layers: re-rounded for the inputs they see (rounding.py), in the same
   sequential pass, before each layer's bias correction: 23.8 -> 24.7 dB.
 - An accuracy budget may hold chosen activation tensors in int16 (`int16`): their producer and consumers become
-  a16w8 ops (int64 biases), still integer-only (tflite_sensitivity.py says which tensors are worth it).
+  a16w8 ops (int64 biases), still integer-only (sensitivity.py says which tensors are worth it).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgekit.builder.litert import graph as tflite_graph
+from edgekit.builder.litert import graph
 from edgekit.builder.litert.export import interpreter, quiet_native_logs
 from edgekit.builder.request import BIAS_IMAGES, QuantOptions
 from edgekit.errors import QuantizeError
@@ -37,7 +37,7 @@ RECIPE = "ai-edge-quantizer static_wi8_ai8"
 
 
 
-def _aeq_keys(float_model: bytes, pixels: np.ndarray, fg: tflite_graph.Graph, int16: tuple[str, ...] = ()):
+def _aeq_keys(float_model: bytes, pixels: np.ndarray, fg: graph.Graph, int16: tuple[str, ...] = ()):
     """The quantizer and the tensors it wants ranges for (its own calibration on one image gives the structure).
     `int16`: activation tensors to hold in int16; their producer and consumers become a16w8 ops (the quantizer
     puts QUANTIZE ops where those meet int8 ops)."""
@@ -115,7 +115,7 @@ def activation_ranges(float_model: bytes, names: list[str], pixels: np.ndarray, 
     return {n: (lo[n], hi[n]) for n in names}
 
 
-def a16w8_ops(fg: tflite_graph.Graph, int16: tuple[str, ...]) -> list[tuple[str, str]]:
+def a16w8_ops(fg: graph.Graph, int16: tuple[str, ...]) -> list[tuple[str, str]]:
     """(op kind, output name) of every op that must run a16w8 for the `int16` tensors to stay int16: each one's
     producer and all its consumers ("OUTPUT" for a graph output, so the artifact returns it in int16)."""
     names = {t.name: t.index for t in fg.tensors}
@@ -124,21 +124,21 @@ def a16w8_ops(fg: tflite_graph.Graph, int16: tuple[str, ...]) -> list[tuple[str,
         if name not in names:
             raise QuantizeError(f"no tensor named '{name}' in the float model: cannot hold it in int16")
         j = names[name]
-        out += [(op.kind, fg.tensors[op.outputs[0]].name) for op in tflite_graph.touching(fg, j)]
+        out += [(op.kind, fg.tensors[op.outputs[0]].name) for op in graph.touching(fg, j)]
         if j in fg.outputs:
             out.append(("OUTPUT", name))
     return list(dict.fromkeys(out))
 
 
-def requantize_biases(fg: tflite_graph.Graph, qg: tflite_graph.Graph) -> int:
+def requantize_biases(fg: graph.Graph, qg: graph.Graph) -> int:
     """Integer biases from the float biases, saturated; returns how many channels did not fit."""
     from edgekit.builder.litert.simulate import pairs
 
     clamped = 0
     for fop, qop in pairs(fg, qg):
-        if fop is not None and qop.kind in tflite_graph.LAYERS and len(qop.inputs) > 2 and qop.inputs[2] >= 0:
+        if fop is not None and qop.kind in graph.LAYERS and len(qop.inputs) > 2 and qop.inputs[2] >= 0:
             b = qg.tensors[qop.inputs[2]]
-            clamped += tflite_graph.store_saturated(b, np.round(fg.tensors[fop.inputs[2]].data.astype(np.float64)
+            clamped += graph.store_saturated(b, np.round(fg.tensors[fop.inputs[2]].data.astype(np.float64)
                                                                 / b.scale))
     return clamped
 
@@ -147,14 +147,14 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
                     allow_float: bool = False, progress: Progress = no_progress, int16: tuple[str, ...] = ()) -> dict:
     """Write the INT8 .tflite to `out`; returns the report (ranges, bias correction, op inventory). `int16`:
     activation tensors held in int16 (a16w8 ops around them: the accuracy budget's higher precision here)."""
-    from edgekit.builder import rounding as weight_rounding  # torch: imported only when a quantize stage actually runs
-    from edgekit.builder.litert import simulate as tflite_sim
+    from edgekit.builder import rounding  # torch: imported only when a quantize stage actually runs
+    from edgekit.builder.litert import simulate
 
     if opts.method not in METHODS:
         raise QuantizeError(f"calibration method '{opts.method}' is not available for TFLite targets: choose one "
                             f"of {', '.join(METHODS)}")
     float_model = Path(float_path).read_bytes()
-    fg = tflite_graph.read(float_model)
+    fg = graph.read(float_model)
     qt, cal = _aeq_keys(float_model, pixels, fg, int16)
     input_name = fg.tensors[fg.inputs[0]].name
     q = input_contract["quantization"]
@@ -171,8 +171,8 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
     progress(f"quantize: {RECIPE}", None)
     with quiet_native_logs(), contextlib.redirect_stdout(io.StringIO()):
         model = bytearray(qt.quantize(cal).quantized_model)
-    qg = tflite_graph.read(model)
-    inv = tflite_graph.inventory(qg)
+    qg = graph.read(model)
+    inv = graph.inventory(qg)
     if inv["float_ops"] and not allow_float:
         kinds = sorted({f.split("#")[0] for f in inv["float_ops"]})
         raise QuantizeError(f"{len(inv['float_ops'])} op(s) stay float in the INT8 model ({', '.join(kinds)}): the "
@@ -192,13 +192,13 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
         reround = opts.weight_rounding != "nearest"
         label = " and ".join(["rounding"] * reround + ["bias correction"] * opts.bias_correction) or "checking"
         try:
-            r = tflite_sim.run(fg, qg, pixels[:n], correct_bias=opts.bias_correction, reround=reround,
+            r = simulate.run(fg, qg, pixels[:n], correct_bias=opts.bias_correction, reround=reround,
                                progress=progress(f"quantize: {label}", len(qg.ops)))
-        except tflite_sim.UnsupportedOp as e:
+        except simulate.UnsupportedOp as e:
             raise QuantizeError(f"{label} cannot evaluate op {e}: the integer path does not support it yet") from None
         if reround:
             report["weight_rounding"] = {"method": "error-compensating (GPTQ update, input covariance)",
-                                         "layers": r["rerounded"], "max_fan_in": weight_rounding.MAX_FAN_IN,
+                                         "layers": r["rerounded"], "max_fan_in": rounding.MAX_FAN_IN,
                                          "images": n}
         if opts.bias_correction:
             report["bias_correction"] = {"layers": len(r["shifts"]), "images": n,

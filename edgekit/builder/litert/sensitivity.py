@@ -3,7 +3,7 @@
 On TFLite the higher precision that stays integer-only is 16-bit activations with 8-bit weights (a16w8). It pays
 only per tensor: one a16w8 op between int8 neighbours gets QUANTIZE ops on both sides and rounds to int8 as before,
 so a tensor gains only when its producer and every consumer run a16w8. Each activation tensor is therefore put on
-its int16 grid on its own (tflite_sim.int16_sensitivity: simulated integer arithmetic, the same evaluator bias
+its int16 grid on its own (simulate.int16_sensitivity: simulated integer arithmetic, the same evaluator bias
 correction uses) and the logits compared with the float model's. The cost side is the share of MACs in the ops that
 must turn a16w8: XNNPACK has no int16 kernels, so those ops fall back to TFLite's reference kernels (int16 on lite0's
 first conv alone made the model 4.4x slower; on its classifier, 1.6 % slower: measured in ai-edge-litert on x86).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.builder.litert import simulate as tflite_sim
+from edgekit.builder.litert import simulate
 from edgekit.builder.litert.graph import LAYERS, Graph, Op, touching
 from edgekit.builder.onnx.sensitivity import LayerEffect
 from edgekit.device import metrics
@@ -79,8 +79,8 @@ def rank_tensors(fg: Graph, qg: Graph, pixels: np.ndarray, share: dict[int, floa
     """The all-int8 drift and the effect of each tensor in `share` (candidates()) when it alone is int16, most
     helpful first. `layer` names the tensor's producer; macs_share is the share of MACs in the ops that would run
     a16w8."""
-    ref = tflite_sim.run(fg, qg, pixels)["float"]
-    base_logits, each = tflite_sim.int16_sensitivity(qg, pixels, list(share), progress)
+    ref = simulate.run(fg, qg, pixels)["float"]
+    base_logits, each = simulate.int16_sensitivity(qg, pixels, list(share), progress)
     base = metrics.drift(ref, base_logits)
     producer = {op.outputs[0]: op for op in qg.ops}
     effects = []

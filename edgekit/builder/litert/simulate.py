@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgekit.builder import rounding as weight_rounding
+from edgekit.builder import rounding
 from edgekit.builder.litert.graph import LAYERS, Graph, Op, Tensor, store_saturated
 from edgekit.builder.onnx.quantize import mean_shift  # the same estimate as the ONNX path
 from edgekit.core import arch
@@ -88,23 +88,23 @@ def _layer(op: Op, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> 
 
 
 def _reround(op: Op, x: torch.Tensor, fw: torch.Tensor, wt: Tensor) -> None:
-    """Re-round the int8 weights of one layer in place (weight_rounding), for the inputs x it actually sees."""
+    """Re-round the int8 weights of one layer in place (builder/rounding.py), for the inputs x it actually sees."""
     w = np.asarray(fw.numpy(), np.float64)
     if op.kind == "FULLY_CONNECTED":
-        h = weight_rounding.patch_covariance(x.reshape(x.shape[0], -1), (1, 1), (1, 1), (1, 1), False)
-        wt.data[...] = weight_rounding.round_weights(w, wt.scale, h).reshape(wt.data.shape)
+        h = rounding.patch_covariance(x.reshape(x.shape[0], -1), (1, 1), (1, 1), (1, 1), False)
+        wt.data[...] = rounding.round_weights(w, wt.scale, h).reshape(wt.data.shape)
         return
     depthwise = op.kind == "DEPTHWISE_CONV_2D"
     kh, kw = w.shape[1:3]  # OHWI, or 1HWC for depthwise
-    h = weight_rounding.patch_covariance(_padded(op, x, kh, kw), (kh, kw), tuple(op.options["stride"]),
+    h = rounding.patch_covariance(_padded(op, x, kh, kw), (kh, kw), tuple(op.options["stride"]),
                                          tuple(op.options["dilation"]), depthwise)
     if depthwise:  # one row of kh*kw taps per channel
         c = w.shape[3]
-        q = weight_rounding.round_weights(w.reshape(kh * kw, c).T, wt.scale, h)
+        q = rounding.round_weights(w.reshape(kh * kw, c).T, wt.scale, h)
         wt.data[...] = q.T.reshape(1, kh, kw, c)
     else:  # one row of (in, kh, kw) per output channel, the order of the patch covariance
         out_c, in_c = w.shape[0], w.shape[3]
-        q = weight_rounding.round_weights(w.transpose(0, 3, 1, 2).reshape(out_c, -1), wt.scale, h)
+        q = rounding.round_weights(w.transpose(0, 3, 1, 2).reshape(out_c, -1), wt.scale, h)
         wt.data[...] = q.reshape(out_c, in_c, kh, kw).transpose(0, 2, 3, 1)
 
 
@@ -172,7 +172,7 @@ def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False, re
         progress: Callable[[int], None] | None = None) -> dict:
     """Evaluate both graphs on NHWC pixels; with correct_bias, fix each int8 layer's bias in place (in qg's bytes)
     in execution order; with reround, first re-round the small fan-in layers' int8 weights for the inputs they see
-    (weight_rounding.py). Returns the float and int8 logits, per-layer shifts (in output units) before correction and
+    (rounding.py). Returns the float and int8 logits, per-layer shifts (in output units) before correction and
     how many layers were re-rounded."""
     check_pair(fg, qg)
     x = _nchw(pixels)
@@ -188,7 +188,7 @@ def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False, re
                 fw, fb = (dequant_const(fg.tensors[j]) for j in fop.inputs[1:3])
                 fenv[fop.outputs[0]] = yf = _activation(fop, _layer(fop, fenv[fop.inputs[0]], _torch_weight(fop, fw),
                                                                     fb))
-                if reround and weight_rounding.worth_it(qop.kind, fw.shape):
+                if reround and rounding.worth_it(qop.kind, fw.shape):
                     _reround(qop, qenv[qop.inputs[0]], fw, qg.tensors[qop.inputs[1]])
                     rerounded += 1
                 acc = _accumulator(qop, qg, qenv)

@@ -1,4 +1,4 @@
-"""Stage export: PyTorch -> FP32 ONNX, validated against PyTorch on real images or the build fails.
+"""Export (onnx route): PyTorch -> FP32 ONNX, validated against PyTorch on real images or the build fails.
 
 Exporter: torch.onnx's TorchScript exporter at opset 18, then onnxruntime's basic graph optimizer (constant folding,
 standard ONNX ops only) written back as the model. Why: the TorchScript exporter writes TF "SAME" padding as a

@@ -1,4 +1,4 @@
-"""Stage quantize: FP32 ONNX -> INT8 QDQ ONNX with onnxruntime static quantization, then bias correction.
+"""Quantize (onnx route): FP32 ONNX -> INT8 QDQ ONNX with onnxruntime static quantization, then bias correction.
 
 - Activations uint8 (asymmetric: ReLU6 outputs use the whole grid), weights int8 per channel (per-tensor weights wreck
   the depthwise layers once BatchNorm is folded into them).
@@ -8,7 +8,7 @@
 - Weight grids of dense layers are chosen so that x86 int8 kernels without VNNI cannot overflow their int16 pair sums
   (`saturation.py`).
 - Weight rounding (default "gptq"): each convolution's int8 weights are re-rounded for the covariance of the int8
-  inputs it sees (weight_rounding.py), on the same grid, in the same sequential pass as bias correction.
+  inputs it sees (rounding.py), on the same grid, in the same sequential pass as bias correction.
 - Bias correction: quantization shifts each output channel's mean; the shifts are measured layer by layer in
   execution order on calibration images and subtracted from the biases (see `bias_correct`).
 """
@@ -177,7 +177,7 @@ def bias_correct(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict, corr
 
 
 class _Rerounder:
-    """Graph.run hook: ahead of each int8 Conv/Gemm, re-round its weights (weight_rounding.round_weights, same
+    """Graph.run hook: ahead of each int8 Conv/Gemm, re-round its weights (rounding.round_weights, same
     per-channel grid) for the covariance of the simulated int8 inputs it is about to read, and update the graph.
     Pair-safe layers keep their int16 guarantee: a channel whose re-rounded weights would exceed the pair limit
     (saturation.py) keeps its nearest rounding."""
@@ -192,7 +192,7 @@ class _Rerounder:
     def __call__(self, node: onnx.NodeProto, env: dict) -> None:
         import torch
 
-        from edgekit.builder import rounding as weight_rounding
+        from edgekit.builder import rounding
         from edgekit.builder.onnx.simulate import attrs, conv_padded
 
         w = self.fweights.get(node.name)
@@ -205,16 +205,16 @@ class _Rerounder:
         scale = numpy_helper.to_array(self.qinits[dq.input[1]]).astype(np.float64).reshape(-1)
         x = env[node.input[0]]
         if node.op_type == "Gemm":
-            if x.shape[0] < weight_rounding.SAMPLES_PER_DIM * w.shape[1]:
+            if x.shape[0] < rounding.SAMPLES_PER_DIM * w.shape[1]:
                 return  # one sample per image: too few for a covariance over its inputs (the classifier)
-            h = weight_rounding.patch_covariance(x.reshape(x.shape[0], -1), (1, 1), (1, 1), (1, 1), False)
-            q = weight_rounding.round_weights(w, scale, h)
+            h = rounding.patch_covariance(x.reshape(x.shape[0], -1), (1, 1), (1, 1), (1, 1), False)
+            q = rounding.round_weights(w, scale, h)
         else:
             kh, kw = w.shape[2:]
             depthwise = a.get("group", 1) > 1
-            h = weight_rounding.patch_covariance(conv_padded(x, a), (kh, kw), tuple(a.get("strides", [1, 1])),
+            h = rounding.patch_covariance(conv_padded(x, a), (kh, kw), tuple(a.get("strides", [1, 1])),
                                                  tuple(a.get("dilations", [1, 1])), depthwise)
-            q = weight_rounding.round_weights(w.reshape(w.shape[0], -1), scale, h).reshape(w.shape)
+            q = rounding.round_weights(w.reshape(w.shape[0], -1), scale, h).reshape(w.shape)
         init = self.qinits[dq.input[0]]
         if self.pair_safe and saturation.is_dense(node):
             bad = saturation.pair_steps_per_channel(q) > saturation.PAIR_STEPS + 1

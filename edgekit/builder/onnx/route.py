@@ -74,7 +74,7 @@ def stage_mixed(run: Run, req: BuildRequest, exp: Hit, q: Hit, names: list[str])
         onnx.save(m, tmp / "model.int8.onnx")
         return {**q.meta, "float_layers": names}
 
-    return run.stage("mixed", parts, produce, log_as=f"mixed:{len(names)}", req=req)
+    return run.stage("mixed", parts, produce, log_as=f"mixed:{len(names)}", req=req, per_target=False)
 
 
 def stage_sensitivity(run: Run, req: BuildRequest, exp: Hit, q: Hit, images: int) -> Hit:
@@ -95,7 +95,7 @@ def stage_sensitivity(run: Run, req: BuildRequest, exp: Hit, q: Hit, images: int
                 "all_int8": base, "layers": [e.to_dict() for e in effects],
                 "activation_ranges": sensitivity.activation_ranges(qm)}
 
-    return run.stage("sensitivity", parts, produce, req=req)
+    return run.stage("sensitivity", parts, produce, req=req, per_target=False)
 
 
 class OnnxRoute:

@@ -2,7 +2,7 @@
 
 Each int8 layer is put back in float on its own (mixed_precision.float_layers) and the whole model rerun with
 onnxruntime on the analysis images; the layer's effect is what that recovers against the all-int8 model: logit SQNR
-and top-1 agreement with FP32. onnxruntime rather than the torch simulation (graph_sim): its int8 kernels run a
+and top-1 agreement with FP32. onnxruntime rather than the torch simulation (simulate.py): its int8 kernels run a
 lite0 image in ~10 ms against ~130 ms simulated, so a full sweep takes seconds per layer, not minutes.
 Build side only.
 """
