@@ -107,9 +107,9 @@ def test_directory_round_trip_and_refusals(default_build, tmp_path):
     assert [x["name"] for x in rows] == ["lite0-x86-int8"]
     run_cli("pull", str(dest / "lite0-x86-int8"), "--to", str(tmp_path / "got"), check=True)
     manifest.read(tmp_path / "got" / "lite0-x86-int8")
-    # a truncated file at the destination is refused on pull, and nothing is placed
+    # a truncated file in the store is refused on pull, and nothing is placed
+    run_cli("publish", str(bundle), "--to", str(tmp_path / "broken"), check=True)
     broken = tmp_path / "broken" / "lite0-x86-int8"
-    shutil.copytree(bundle, broken)
     with open(broken / "model.int8.bin", "r+b") as f:
         f.truncate(1000)
     r = run_cli("pull", str(broken), "--to", str(tmp_path / "got2"))

@@ -16,22 +16,25 @@ def _is_oci(ref: str) -> bool:
     return ref.startswith("oci://")
 
 
-def publish(bundle: Path, dest: str, force: bool = False, insecure: bool = False) -> str:
+def publish(bundle: Path, dest: str, force: bool = False, insecure: bool = False,
+            sign_key: Path | None = None) -> str:
+    """`sign_key`: a private key (signing.keygen) to sign the bundle manifest's digest with."""
     if _is_oci(dest):
         from edgekit.publish import oci
 
         with oci.registry_errors():
-            return oci.publish(bundle, dest, force, insecure)
-    return directory.publish(bundle, dest, None, force)
+            return oci.publish(bundle, dest, force, insecure, sign_key)
+    return directory.publish(bundle, dest, None, force, sign_key)
 
 
-def pull(src: str, to: Path, force: bool = False, insecure: bool = False) -> Path:
+def pull(src: str, to: Path, force: bool = False, insecure: bool = False, verify_key: Path | None = None) -> Path:
+    """`verify_key`: accept only a bundle signed by this public key."""
     if _is_oci(src):
         from edgekit.publish import oci
 
         with oci.registry_errors():
-            return oci.pull(src, to, force, insecure)
-    return directory.pull(directory.root_of(src), to, force)
+            return oci.pull(src, to, force, insecure, verify_key)
+    return directory.pull(directory.root_of(src), to, force, verify_key)
 
 
 def ls(dest: str, insecure: bool = False) -> list[dict]:

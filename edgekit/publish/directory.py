@@ -1,6 +1,9 @@
-"""A directory store: one bundle directory per name, written to a temporary name and renamed."""
+"""A directory store: one bundle directory per name, written to a temporary name and renamed, and beside it a
+record `<name>.edgekit.json` of the manifest's sha256 (and its signature, `publish --sign`). The record is what a
+pull checks the manifest against: inside the bundle, the manifest would vouch for itself."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -9,25 +12,50 @@ from urllib.parse import urlparse
 
 from edgekit.core import bundle as manifest
 from edgekit.errors import ManifestError, PublishError
+from edgekit.publish import signing
 from edgekit.publish.bundles import annotations, place, safe_files, verified
+
+RECORD = ".edgekit.json"  # DEST/<name>.edgekit.json
 
 
 def root_of(dest: str) -> Path:
     return Path(urlparse(dest).path) if dest.startswith("file://") else Path(dest)
 
 
-def publish(bundle: Path, dest: str, name: str | None, force: bool) -> str:
+def record_of(bundle_dir: Path) -> Path:
+    return bundle_dir.with_name(bundle_dir.name + RECORD)
+
+
+def read_record(bundle_dir: Path) -> dict | None:
+    path = record_of(bundle_dir)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise PublishError(f"{path} is not a readable publish record; republish the bundle") from None
+
+
+def publish(bundle: Path, dest: str, name: str | None, force: bool, sign_key: Path | None = None) -> str:
     m = verified(bundle)
     name = name or m["name"]
     safe_files([name])
     root = root_of(dest)
     final = root / name
     ours = manifest.file_sha256(bundle / manifest.MANIFEST)
+    record = {"name": name, "manifest_sha256": ours}
+    if sign_key:
+        record["signature"] = signing.sign(sign_key, ours)
     if (final / manifest.MANIFEST).is_file():
         if manifest.file_sha256(final / manifest.MANIFEST) == ours:
             try:
                 manifest.read(final)
-                return f"{final} already holds this bundle: nothing to do"
+                old = read_record(final) or {}
+                if old.get("manifest_sha256") == ours and (not sign_key or old.get("signature") == record["signature"]):
+                    return f"{final} already holds this bundle: nothing to do"
+                manifest.write_json(record_of(final), record)  # same bundle, record added or signed now
+                return f"published {name} to {final} (bundle already there; record{' and signature' * bool(sign_key)}" \
+                       " written)"
             except ManifestError:
                 pass  # damaged copy of the same bundle: replace it
         elif not force:
@@ -39,16 +67,23 @@ def publish(bundle: Path, dest: str, name: str | None, force: bool) -> str:
             shutil.copyfile(bundle / f, tmp / f)
         manifest.read(tmp)
         os.chmod(tmp, 0o755)
+        # the bundle first, then its record: a publish cut in between leaves a record that does not match, which a
+        # pull refuses, never a bundle a pull would take for the old one
         manifest.replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return f"published {name} to {final}"
+    manifest.write_json(record_of(final), record)
+    return f"published {name} to {final}" + (f" (signed by key {record['signature']['key_id']})" if sign_key else "")
 
 
-def pull(src: Path, to: Path, force: bool) -> Path:
+def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None) -> Path:
     if not (src / manifest.MANIFEST).is_file():
         raise PublishError(f"{src} is not a published bundle (no {manifest.MANIFEST})")
+    record = read_record(src)
+    if record is None:
+        raise PublishError(f"{src} has no publish record ({record_of(src).name}): it was not published by "
+                           "`edgekit publish` (or by an older edgekit); publish it again")
     files = [p.name for p in src.iterdir() if p.is_file()]
     safe_files(files)
     to.mkdir(parents=True, exist_ok=True)
@@ -56,6 +91,12 @@ def pull(src: Path, to: Path, force: bool) -> Path:
     try:
         for f in files:
             shutil.copyfile(src / f, tmp / f)
+        got = manifest.file_sha256(tmp / manifest.MANIFEST)
+        if got != record.get("manifest_sha256"):
+            raise PublishError(f"refusing {src}: its manifest does not match the digest recorded when it was "
+                               "published (altered in the store)")
+        if verify_key:
+            signing.verify(verify_key, got, record.get("signature"), str(src))
         return place(tmp, to, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -69,5 +110,9 @@ def ls(dest: str) -> list[dict]:
     for d in sorted(root.iterdir()):
         if (d / manifest.MANIFEST).is_file() and not d.name.startswith("."):
             m = manifest.read(d, verify=False)
-            out.append({"name": d.name, **annotations(m, manifest.file_sha256(d / manifest.MANIFEST))})
+            row = {"name": d.name, **annotations(m, manifest.file_sha256(d / manifest.MANIFEST))}
+            sig = (read_record(d) or {}).get("signature")
+            if sig:
+                row["vnd.edgekit.signature.key-id"] = sig["key_id"]
+            out.append(row)
     return out

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from edgekit.core import bundle as manifest
 from edgekit.errors import PublishError
-from edgekit.publish import credentials
+from edgekit.publish import credentials, signing
 from edgekit.publish.bundles import annotations, place, safe_files, verified
 
 ARTIFACT_TYPE = "application/vnd.edgekit.bundle.v1"
@@ -29,6 +29,9 @@ MEDIA_TYPES = {".xml": "application/vnd.edgekit.openvino.xml", ".bin": "applicat
                ".npz": "application/vnd.edgekit.golden.npz", ".json": "application/vnd.edgekit.manifest.v1+json",
                ".txt": "text/plain", ".md": "text/markdown"}
 CONNECT_TIMEOUT_S = 10
+SIGNATURE = "vnd.edgekit.signature"  # Ed25519 over the bundle manifest's sha256 (publish/signing.py), base64
+SIGNATURE_KEY = "vnd.edgekit.signature.key-id"
+SIGNATURE_ALG = "vnd.edgekit.signature.algorithm"
 
 
 @dataclass(frozen=True)
@@ -128,18 +131,24 @@ def _check(resp, what: str) -> None:
         raise PublishError(f"registry refused {what}: HTTP {resp.status_code} {resp.text.strip()[:200]}")
 
 
-def publish(bundle: Path, dest: str, force: bool, insecure: bool) -> str:
+def publish(bundle: Path, dest: str, force: bool, insecure: bool, sign_key: Path | None = None) -> str:
     m = verified(bundle)
     ref = parse_oci(dest)
     tag = ref.tag or m["name"]
     target = ref.at(tag)
     client = _client(ref, insecure)
     ours = manifest.file_sha256(bundle / manifest.MANIFEST)
+    notes = annotations(m, ours)
+    if sign_key:
+        sig = signing.sign(sign_key, ours)
+        notes.update({SIGNATURE: sig["signature"], SIGNATURE_KEY: sig["key_id"], SIGNATURE_ALG: sig["algorithm"]})
     existing = _get_manifest(client, target)
     if existing is not None:
-        theirs = (existing.get("annotations") or {}).get("vnd.edgekit.manifest.sha256")
-        if theirs == ours:
-            return f"oci://{target} already holds this bundle: nothing to do"
+        have = existing.get("annotations") or {}
+        if have.get("vnd.edgekit.manifest.sha256") == ours:
+            if not sign_key or have.get(SIGNATURE) == notes[SIGNATURE]:
+                return f"oci://{target} already holds this bundle: nothing to do"
+            force = True  # the same bundle, signed now: only the OCI manifest changes
         if not force:
             raise PublishError(f"oci://{target} holds a different bundle; pass --force to replace the tag")
     container = client.get_container(target)
@@ -162,14 +171,15 @@ def publish(bundle: Path, dest: str, force: bool, insecure: bool) -> str:
                 _check(client.upload_blob(str(cfg), container, config), "config blob")
     oci_manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                     "artifactType": ARTIFACT_TYPE, "config": config, "layers": layers,
-                    "annotations": annotations(m, ours)}
+                    "annotations": notes}
     # the tag moves only now, in one request: an interrupted publish leaves it where it was
     with _quiet():
         _check(client.upload_manifest(oci_manifest, container), "the manifest")
-    return f"published {m['name']} to oci://{target}"
+    signed = f" (signed by key {notes[SIGNATURE_KEY]})" if sign_key else ""
+    return f"published {m['name']} to oci://{target}{signed}"
 
 
-def pull(src: str, to: Path, force: bool, insecure: bool) -> Path:
+def pull(src: str, to: Path, force: bool, insecure: bool, verify_key: Path | None = None) -> Path:
     ref = parse_oci(src)
     if not ref.tag:
         raise PublishError(f"{src!r}: name a tag (oci://HOST/REPO:TAG); edgekit ls lists them")
@@ -200,10 +210,16 @@ def pull(src: str, to: Path, force: bool, insecure: bool) -> Path:
             if "sha256:" + h.hexdigest() != layer["digest"]:
                 raise PublishError(f"refusing oci://{target}: {title} does not match its digest (tampered or "
                                    "truncated in the registry)")
-        want = (om.get("annotations") or {}).get("vnd.edgekit.manifest.sha256")
-        if want and manifest.file_sha256(tmp / manifest.MANIFEST) != want:
+        notes = om.get("annotations") or {}
+        want = notes.get("vnd.edgekit.manifest.sha256")
+        got = manifest.file_sha256(tmp / manifest.MANIFEST)
+        if want and got != want:
             raise PublishError(f"refusing oci://{target}: its bundle manifest does not match the digest it was "
                                "published with")
+        if verify_key:
+            sig = {"signature": notes.get(SIGNATURE), "key_id": notes.get(SIGNATURE_KEY),
+                   "algorithm": notes.get(SIGNATURE_ALG)} if notes.get(SIGNATURE) else None
+            signing.verify(verify_key, got, sig, f"oci://{target}")
         return place(tmp, to, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -230,7 +246,10 @@ def ls(dest: str, insecure: bool) -> list[dict]:
 @contextlib.contextmanager
 def registry_errors():
     """Network and HTTP failures inside oras become one clear error, never a traceback."""
-    import requests
+    try:
+        import requests
+    except ImportError:  # a device install without the publish extra
+        raise PublishError("a registry needs oras: pip install 'edgekit[publish]'") from None
 
     try:
         yield
