@@ -33,6 +33,8 @@ def build(req: BuildRequest, c: Cache, class_names: list[str], class_wnids: list
     """Run every stage (cached) and write the bundle; returns its path and manifest."""
     run = Run(req, c, progress)
     route = route_for(req)
+    for w in req.selection.warnings():
+        warnings.warn(w)
     t0 = time.perf_counter()
     arts = route.artifacts(run, req)
     st = Chosen(arts, stage_validate(run, req, arts.tgt), req.quant)

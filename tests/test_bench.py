@@ -106,6 +106,21 @@ def test_harness_runs_without_torch_or_onnx(slim_env, default_build, tmp_path):
     assert np.isfinite(rep["latency"]["1"]["int8"]["p50_ms"])
 
 
+@pytest.mark.parametrize("args, extra", [
+    (["build", "--variant", "lite0", "--num-calib", "10"], "edgekit[build]"),
+    (["analyze", "--num-calib", "10"], "edgekit[build]"),
+    (["pull", "oci://127.0.0.1:9/edgekit/models:lite0-x86-int8"], "edgekit[publish]"),
+    (["keygen", "KEY"], "edgekit[publish]"),
+])
+def test_device_install_says_which_extra_a_command_needs(slim_env, tmp_path, args, extra):
+    args = [a.replace("KEY", str(tmp_path / "key")) for a in args]
+    r = subprocess.run([str(slim_env / "bin" / "edgekit"), *args], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "EDGEKIT_CACHE_DIR": str(tmp_path / "c")})
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("edgekit build ")]
+    assert r.returncode == 2 and len(lines) == 1 and extra in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     """A real OpenSSH server on 127.0.0.1 (generated host and user keys, a high port) standing in for a board."""
@@ -204,12 +219,40 @@ def test_matrix_builds_missing_bundles_and_writes_table_and_chart(default_build,
     assert "| lite0 |" in md and "| lite0 |" in r.stdout
     from PIL import Image
 
-    if row["top1_fp32"] is not None:  # the default recipe's golden views are unlabelled: no top-1, no chart
-        assert Image.open(out / "bench" / "matrix-x86.png").size[0] > 300
+    # the default recipe's views are unlabelled: no top-1, so the chart shows latency alone (it is always drawn)
+    assert Image.open(out / "bench" / "matrix-x86.png").size[0] > 300
+    # a bundle in --out calibrated on other images than --calib asks is rebuilt, and the run says why
+    small = tmp_path / "small"
+    small.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):  # made here: the test needs no ../shared
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(small / f"{i}.png")
+    args = ["bench", "--variant", "lite0", "--target", "x86", "--out", str(out), "--cache-dir", str(cache_dir),
+            "--runs", "3", "--threads", "1", "--calib", str(small), "--num-calib", "10"]
+    r = run_cli(*args, env=history, check=True)
+    assert f"rebuilding lite0-x86-int8: it was calibrated on default, not {small}" in r.stderr
+    assert json.loads((out / "lite0-x86-int8" / "manifest.json").read_text())["calibration"]["source"] == str(small)
+    r = run_cli(*args, env=history, check=True)
+    assert "reusing" in r.stderr and "rebuilding" not in r.stderr
     r = run_cli("bench", "--variant", "lite3", "--target", "x86", "--out", str(out), env=history)
     assert r.returncode == 2 and "skipping lite3: no weights" in r.stderr and "no bundle to measure" in r.stderr
     r = run_cli("bench", str(out / "lite0-x86-int8"), "--variant", "lite0", env=history)
     assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_matrix_merges_rows_of_the_same_device_and_draws_latency_without_labels(tmp_path):
+    from edgekit.device import matrix
+
+    dev = {"cpu": "cpu A", "runtime": "openvino", "runtime_version": "1"}
+    row = {"variant": "lite0", "size_mb": 5.3, "fp32_p50_ms": 5.0, "int8_p50_ms": 2.5, "speedup": 2.0,
+           "top1_fp32": None, "top1_int8": None, "agreement": 0.99, "int8_gmac_per_s": 10.0,
+           "top1_source": "no labels", "random_weights": False, "threads": 1}
+    paths = matrix.write([row, {**row, "variant": "lite1"}], tmp_path, "m", "t", dev)
+    assert paths["png"].stat().st_size > 1000  # bars of latency: no top-1 to plot against
+    rows, kept = matrix.merged([{**row, "int8_p50_ms": 2.0}], paths["json"], dev)
+    assert [r["variant"] for r in rows] == ["lite0", "lite1"] and kept == ["lite1"] and rows[0]["int8_p50_ms"] == 2.0
+    rows, kept = matrix.merged([row], paths["json"], {**dev, "cpu": "cpu B"})  # another device: nothing kept
+    assert [r["variant"] for r in rows] == ["lite0"] and kept == []
 
 
 def test_matrix_chart_and_markdown_render(tmp_path):

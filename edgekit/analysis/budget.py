@@ -146,7 +146,7 @@ def mixed_latency(run: Run, plain: Hit, mixed: Hit) -> dict:
     for threads in (1, None):
         runners = {k: runtimes.open_runner(req.target.runtime, h.path / h.meta["int8"], threads=threads)
                    for k, h in (("int8", plain), ("mixed", mixed))}
-        tick = run.progress(f"budget: latency, {threads or 'default'} thread(s)", LATENCY_RUNS)
+        tick = run.progress(f"budget: latency, {threads or 'default'} thread(s)", LATENCY_RUNS, "run")
         r = interleaved(runners, {k: x for k in runners}, LATENCY_RUNS, 5, tick)
         out[f"threads_{threads or 'default'}"] = {"int8_p50_ms": round(r["int8"]["p50_ms"], 3),
                                                   "mixed_p50_ms": round(r["mixed"]["p50_ms"], 3),

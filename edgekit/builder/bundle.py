@@ -40,7 +40,8 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
     out_root = req.out_dir
     try:
         out_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_root))
+        manifest.sweep(out_root)  # a killed build's half-assembled bundle
+        tmp = Path(tempfile.mkdtemp(prefix=manifest.temp_prefix(), dir=out_root))
     except OSError as e:
         raise BuildError(f"cannot write to output directory {out_root}: {e.strerror}") from None
     final = out_root / req.bundle_name
@@ -78,7 +79,9 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             "calibration": {"source": req.selection.source, "digest": req.selection.calib_digest,
                             "requested_images": len(req.selection.calib), **req.quant.to_dict(), **q.meta},
             "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,
-                           "runtime": req.target.runtime, **val.meta},
+                           "runtime": req.target.runtime, **val.meta,
+                           **({"caveat": req.selection.val_caveat} if req.selection.val_caveat else {})},
+            "warnings": req.selection.warnings(),
             "golden": gold.meta,
             "backend_checks": tgt.meta.get("checks", {}),
             "timings": log.stages,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import edgekit
-from edgekit.core.bundle import file_sha256
+from edgekit.core.bundle import file_sha256, sweep, temp_prefix
 
 ENTRY = "entry.json"
 # Packages whose code never runs inside a stage: the command line and the stores. Everything else in edgekit
@@ -69,6 +69,15 @@ class Hit:
 class Cache:
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else default_dir()
+        self._swept = False
+
+    def sweep(self) -> int:
+        """Remove what killed builds left in the cache (their temporary entries and --no-cache directories)."""
+        n = sweep(self.root)
+        for stage in self.root.iterdir() if self.root.is_dir() else ():
+            if stage.is_dir() and not stage.name.startswith("."):
+                n += sweep(stage)
+        return n
 
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
@@ -94,9 +103,12 @@ class Cache:
         hit = self.lookup(stage, key)
         if hit:
             return hit
+        if not self._swept:  # once per build: the next run cleans up after a killed one
+            self._swept = True
+            self.sweep()
         base = self.root / stage
         base.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(), dir=base))
         try:
             meta = produce(tmp)
             files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}

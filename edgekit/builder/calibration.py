@@ -19,6 +19,7 @@ from edgekit.device.preprocess import open_rgb
 from edgekit.errors import CalibrationError
 
 SEED = 0
+MIN_VAL_IMAGES = 32  # fewer, and one image moves the agreement by more than 3 points
 RECIPES = Path(__file__).parent / "recipes"  # one TOML file per recipe
 
 
@@ -29,6 +30,20 @@ class Selection:
     calib: list[Sample]
     val: list[Sample]
     val_source: str  # "held out from <source>" or the --val directory
+    val_caveat: str | None = None  # why the validation figures may mislead (a recipe's pictures are no photographs)
+
+    def warnings(self) -> list[str]:
+        """What a user must know before trusting the build's figures (printed at build time, kept in the manifest)."""
+        out = []
+        if not self.val:
+            out.append(f"no validation images: all {len(self.calib)} images of {self.source} went to calibration, so "
+                       "this bundle's accuracy is unmeasured and it carries no golden set; pass a smaller --num-calib "
+                       "to hold images out, or --val DIR")
+        elif len(self.val) < MIN_VAL_IMAGES:
+            out.append(f"only {len(self.val)} validation image(s) ({self.val_source}): one image is "
+                       f"{100 / len(self.val):.1f} points of agreement; pass a smaller --num-calib to hold more out, "
+                       f"or --val DIR with {MIN_VAL_IMAGES} or more")
+        return out
 
     @property
     def calib_digest(self) -> str:
@@ -100,6 +115,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         calib = _skimage_views(recipe, recipe["images"], num_calib, 0)
         val = [] if val_dir else _skimage_views(recipe, recipe["holdout"], min(num_val, recipe["val_views"]), 1)
         val_source = f"held out from recipe '{source}' (other photographs)"
+        caveat = None if val_dir else recipe.get("caveat")
     elif path.is_dir():
         samples = directory_samples(path, wnid_to_index)
         if not samples:
@@ -109,6 +125,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         else:
             calib, val = _split(samples, num_calib, num_val)
         val_source = f"held out from {path}"
+        caveat = None
     else:
         raise CalibrationError(f"--calib {source!r} is neither a directory nor a recipe "
                                f"(recipes: {', '.join(sorted(known))})")
@@ -118,8 +135,9 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
             raise CalibrationError(f"--val directory not found: {vpath}")
         val = directory_samples(vpath, wnid_to_index)[:num_val]
         val_source = str(vpath)
+        caveat = None
         overlap = {s.digest for s in calib} & {s.digest for s in val}
         if overlap:
             raise CalibrationError(f"--val shares {len(overlap)} image(s) with the calibration set; "
                                    "validation images must be held out")
-    return Selection(source, calib, val, val_source)
+    return Selection(source, calib, val, val_source, caveat)

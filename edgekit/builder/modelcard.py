@@ -40,6 +40,8 @@ def render(m: dict) -> str:
                   "| top-1 agreement INT8 vs FP32 | top-1 FP32 | top-1 INT8 | logit SQNR |", "|---|---|---|---|",
                   f"| {_pct(val.get('top1_agreement'))} | {_pct(val.get('top1_fp32'))} | {_pct(val.get('top1_int8'))} "
                   f"| {val.get('logit_sqnr_db', float('nan')):.1f} dB |"]
+        if val.get("caveat"):
+            lines += ["", f"**Note:** these figures were {val['caveat']}."]
     else:
         lines += ["No validation images were available at build time."]
     lines += ["", f"Calibration: {m['calibration'].get('method')} on {m['calibration'].get('images_used')} images "

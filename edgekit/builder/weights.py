@@ -104,7 +104,16 @@ def load_state_dict(path: Path, variant: Variant) -> dict:
     except WeightsError:
         raise
     except Exception as e:  # torch raises many kinds for a corrupt or non-tensor file
-        raise WeightsError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+        text = str(e)
+        # torch's "Weights only load failed" text advises dropping weights_only, which is exactly what must not
+        # be done: keep only the unpickler's own reason
+        cause = next((ln.split("error:", 1)[1].strip() for ln in text.splitlines() if "Unpickler error:" in ln),
+                     text.strip().splitlines()[0] if text.strip() else type(e).__name__)
+        if "Unsupported global" in cause:
+            raise WeightsError(f"cannot read checkpoint {path}: it holds pickled Python objects, not only tensors "
+                               f"({cause.split(' was not an allowed global')[0]}); edgekit never runs pickled code: "
+                               "save the weights alone with torch.save(model.state_dict(), FILE)") from None
+        raise WeightsError(f"cannot read checkpoint {path}: not a PyTorch checkpoint ({cause})") from None
     raw = {k.removeprefix("module."): v for k, v in raw.items() if not k.endswith("num_batches_tracked")}
     if any(k.startswith("_conv_stem") or k.startswith("_blocks.") for k in raw):
         raw = {lukemelas_to_timm(k, variant): v for k, v in raw.items()}

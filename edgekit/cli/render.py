@@ -37,6 +37,8 @@ def build_summary(path: Path, m: dict) -> str:
             line += (f", top-1 FP32 {100 * v['top1_fp32']:.2f} % -> INT8 {100 * v['top1_int8']:.2f} % "
                      f"(drop {v['top1_drop_points']:.2f} points)")
         lines.append(line)
+    if v.get("caveat"):
+        lines.append(f"  note: these figures were {v['caveat']}")
     mixed = m.get("mixed_precision")
     ties = (mixed or {}).get("near_ties")
     if ties:
@@ -91,6 +93,8 @@ def bench_table(r: dict) -> str:
                      f"{100 * vp['int8']['top1_agreement']:.2f} %, FP32 artifact {100 * vp['fp32']['top1_agreement']:.2f} %;"
                      f" INT8 vs FP32 artifact {100 * g['int8_vs_fp32']['top1_agreement']:.2f} %, "
                      f"SQNR {g['int8_vs_fp32']['logit_sqnr_db']:.1f} dB")
+        if r.get("caveat") and not r.get("images"):
+            lines.append(f"  note: the golden set was {r['caveat']}")
     im = r.get("images")
     if im:
         line = (f"  images ({im['images']} from {im['source']}): INT8 vs FP32 agreement "
@@ -113,7 +117,7 @@ def history_table(runs: list[dict]) -> str:
         for t, per in r["latency"].items():
             lines.append(f"{r['time'][:19]:20} {r['bundle']['name'][:18]:18} {(d['cpu'] or '')[:34]:34} "
                          f"{(d['runtime'] + ' ' + str(d['runtime_version']))[:18]:18} {t:>3} "
-                         f"{per['int8']['p50_ms']:8.2f}m {per['fp32']['p50_ms']:8.2f}m {per['int8_speedup']:6.2f}x "
+                         f"{per['int8']['p50_ms']:6.2f} ms {per['fp32']['p50_ms']:6.2f} ms {per['int8_speedup']:6.2f}x "
                          f"{'' if agree is None else f'{100 * agree:10.2f}%':>11}")
     return "\n".join(lines)
 

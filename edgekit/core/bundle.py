@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -62,6 +63,45 @@ def read(bundle: Path, verify: bool = True) -> dict:
     return m
 
 
+def temp_prefix(kind: str = "tmp") -> str:
+    """Temporary names carry their owner's process id, so that `sweep` can tell a killed writer's leftovers from a
+    running writer's work."""
+    return f".{kind}-{os.getpid()}-"
+
+
+_OWNED = re.compile(r"^\.(?:tmp|nocache|old-.+)-(\d+)(?:-|$)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's, and running
+        return True
+    return True
+
+
+def sweep(parent: Path) -> int:
+    """Remove what killed writers left in `parent` (temporaries named by temp_prefix, `.old-*` of replace_dir)
+    whose process is gone; returns how many. Never touches a running process's work."""
+    removed = 0
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        m = _OWNED.match(p.name)
+        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Put the finished directory `tmp` at `final`, replacing what is there: a reader sees the old or the new
     directory, never a mix."""
@@ -77,7 +117,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
 def write_json(path: Path, doc: dict) -> Path:
     """Written to a temporary file beside `path`, then renamed: never a half-written report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=2, default=str)

@@ -124,7 +124,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
     x = {p: preprocess.to_input(px, contract.from_manifest(m, p)) for p in ("int8", "fp32")}
     lat = {}
     for t in threads:
-        tick = progress(f"latency: {t} thread(s), int8 and fp32 interleaved", runs)
+        tick = progress(f"latency: {t} thread(s), int8 and fp32 interleaved", runs, "run")
         lat[str(t)] = latency(rt, bundle, m["artifacts"], x, t, runs, warmup, tick)
         for p in lat[str(t)].values():
             p["gmac_per_s"] = m["variant"]["macs"] / (p["p50_ms"] / 1e3) / 1e9
@@ -141,6 +141,8 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         "latency": lat,
         "golden": golden,
         "build_time_golden": (m.get("golden") or {}).get("build_time_vs_pytorch"),
+        # the golden set is the first validation images: what misleads about those misleads about it
+        "caveat": (m.get("validation") or {}).get("caveat"),
     }
     if images is not None:
         progress(f"drift: images in {images}", None)

@@ -95,18 +95,23 @@ class Loaded:
 
 def load_pixels(samples: list[Sample], preprocessing: dict, progress: Callable[[Iterator], Iterator] | None = None,
                 ) -> Loaded:
-    """Decode and preprocess samples; unreadable images are counted and skipped with a warning."""
+    """Decode and preprocess samples; unreadable images are skipped, and one warning names the first few."""
     out, labels, ids, skipped = [], [], [], []
+    first_error = None
     it = iter(samples)
     for s in (progress(it) if progress else it):
         try:
             out.append(pixels(s.load(), preprocessing))
         except ImageError as e:
             skipped.append(s.id)
-            warnings.warn(f"skipped unreadable image: {e}", stacklevel=2)
+            first_error = first_error or str(e)
             continue
         labels.append(-1 if s.label is None else s.label)
         ids.append(s.id)
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {len(samples)}: {', '.join(skipped[:3])}{more} "
+                      f"(first: {first_error})", stacklevel=2)
     crop = preprocessing["crop"]
     arr = np.stack(out) if out else np.zeros((0, crop, crop, 3), np.uint8)
     return Loaded(arr, np.asarray(labels, np.int64), ids, skipped)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgekit.core.bundle import MANIFEST, bundle_name, read
 from edgekit.core.targets import get_target
-from edgekit.core.variants import resolve_variants
+from edgekit.core.variants import VARIANTS, resolve_variants
 from edgekit.errors import ChildFailed, DeviceError
 
 
@@ -36,7 +36,8 @@ def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
             "fp32_p50_ms": lat["fp32"]["p50_ms"], "int8_p50_ms": lat["int8"]["p50_ms"],
             "speedup": lat["int8_speedup"], "top1_fp32": top1[0], "top1_int8": top1[1], "agreement": top1[2],
             "int8_gmac_per_s": lat["int8"]["gmac_per_s"], "top1_source": top1[3],
-            "random_weights": not manifest["weights"]["pretrained"], "threads": int(threads)}
+            "random_weights": not manifest["weights"]["pretrained"], "threads": int(threads),
+            "measured": report.get("time")}
 
 
 def _fmt(v, pct=False) -> str:
@@ -58,16 +59,25 @@ def markdown(rows: list[dict], title: str) -> str:
 
 
 def chart(rows: list[dict], path: Path, title: str) -> bool:
-    """Latency (x) against top-1 (y), one point per variant and precision. False when nothing has a top-1."""
+    """Latency (x) against top-1 (y), one point per variant and precision; where no row has a top-1 (no labelled
+    images, random weights), latency per variant and precision as bars instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     pts = [r for r in rows if r["top1_fp32"] is not None and not r["random_weights"]]
-    if not pts:
-        return False
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    if not pts:
+        xs = range(len(rows))
+        for k, (prec, dx) in enumerate((("fp32", -0.2), ("int8", 0.2))):
+            ax.bar([x + dx for x in xs], [r[f"{prec}_p50_ms"] for r in rows], width=0.4, label=prec.upper())
+        ax.set_xticks(list(xs), [r["variant"] for r in rows])
+        ax.set_ylabel("latency, p50 batch 1 (ms)")
+        ax.set_title(title + "\n(no top-1: the bundles' images have no labels)", fontsize=9)
+        ax.legend()
+        fig.tight_layout()
+        return _save(fig, plt, path)
     for prec, marker in (("fp32", "o"), ("int8", "s")):
         xs = [r[f"{prec}_p50_ms"] for r in pts]
         ys = [100 * r[f"top1_{prec}"] for r in pts]
@@ -80,6 +90,10 @@ def chart(rows: list[dict], path: Path, title: str) -> bool:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path: Path) -> bool:
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, format="png")
     plt.close(fig)
@@ -87,16 +101,31 @@ def chart(rows: list[dict], path: Path, title: str) -> bool:
     return True
 
 
-def write(rows: list[dict], out_dir: Path, stem: str, title: str) -> dict[str, Path]:
+def merged(rows: list[dict], path: Path, device: dict) -> tuple[list[dict], list[str]]:
+    """`rows` with the rows of an earlier table at `path` for variants not measured now, where that table was
+    measured on the same device and runtime at the same thread count; returns the rows and the variants kept."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return rows, []
+    same = {k: device.get(k) for k in ("cpu", "runtime", "runtime_version")} == \
+        {k: (old.get("device") or {}).get(k) for k in ("cpu", "runtime", "runtime_version")}
+    now = {r["variant"] for r in rows}
+    kept = [r for r in old.get("rows", []) if same and r["variant"] not in now
+            and r.get("threads") == (rows[0]["threads"] if rows else None)]
+    order = list(VARIANTS)
+    return sorted(rows + kept, key=lambda r: order.index(r["variant"])), [r["variant"] for r in kept]
+
+
+def write(rows: list[dict], out_dir: Path, stem: str, title: str, device: dict | None = None) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
-    for key, text in (("json", json.dumps({"title": title, "rows": rows}, indent=2) + "\n"),
+    for key, text in (("json", json.dumps({"title": title, "device": device, "rows": rows}, indent=2) + "\n"),
                       ("markdown", markdown(rows, title))):
         tmp = paths[key].with_name(paths[key].name + ".tmp")
         tmp.write_text(text)
         tmp.replace(paths[key])
-    if not chart(rows, paths["png"], title):
-        del paths["png"]
+    chart(rows, paths["png"], title)
     return paths
 
 
@@ -106,6 +135,7 @@ class Matrix:
     rows: list[dict]
     reports: list[dict]
     paths: dict[str, Path]
+    kept: list[str]  # variants whose rows come from the earlier table (not measured in this run)
 
 
 def _child(args: list[str]) -> None:
@@ -118,17 +148,31 @@ def _child(args: list[str]) -> None:
         raise ChildFailed(r.returncode)
 
 
+def _calibrated_otherwise(path: Path, calib: str | None) -> str | None:
+    """What the bundle at `path` was calibrated on, if that is not `calib` (None: the embedded default)."""
+    got = (read(path, verify=False).get("calibration") or {}).get("source") or "default"
+    want = calib or "default"
+    same = (Path(got).resolve() == Path(want).resolve()) if Path(want).is_dir() else got == want
+    return None if same else got
+
+
 def run(variant_name: str, target_name: str, out_dir: Path, build_args: list[str], bench_args: list[str],
-        threads: int, random_weights: bool, report_dir: Path) -> Matrix:
-    """`edgekit bench --variant`: for each variant, build its bundle into `out_dir` if it is missing (an
-    `edgekit build` child), measure it in its own process (peak memory and threads are the bench's alone), and
-    write the table as JSON, Markdown and a PNG chart."""
+        threads: int, random_weights: bool, report_dir: Path, calib: str | None = None) -> Matrix:
+    """`edgekit bench --variant`: for each variant, build its bundle into `out_dir` if it is missing or was
+    calibrated on other images than `calib` (an `edgekit build` child), measure it in its own process (peak memory
+    and threads are the bench's alone), and write the table as JSON, Markdown and a PNG chart, merged with the
+    rows of an earlier table for the variants this run did not measure."""
     variants = resolve_variants(variant_name)
     target = get_target(target_name)
     rows, reports = [], []
     for v in variants:
         path = out_dir / bundle_name(v.name, target.name)
-        if not (path / MANIFEST).is_file():
+        other = _calibrated_otherwise(path, calib) if (path / MANIFEST).is_file() else None
+        if other:
+            warnings.warn(f"rebuilding {path.name}: it was calibrated on {other}, not {calib or 'default'}")
+        elif (path / MANIFEST).is_file():
+            warnings.warn(f"reusing {path} (calibrated on {calib or 'default'}); delete it to rebuild")
+        if other or not (path / MANIFEST).is_file():
             if not v.has_packaged_weights and not random_weights:
                 warnings.warn(f"skipping {v.name}: no weights (build it with --weights, or pass --random-weights "
                               "for latency only)")
@@ -145,4 +189,8 @@ def run(variant_name: str, target_name: str, out_dir: Path, build_args: list[str
     d = reports[0]["device"]
     title = (f"edgekit bench: {target.name} on {d['cpu']} ({d['cores']} cores), {d['runtime']} "
              f"{d['runtime_version']}, {threads} thread(s)")
-    return Matrix(title, rows, reports, write(rows, report_dir, f"matrix-{target.name}", title))
+    stem = f"matrix-{target.name}"
+    rows, kept = merged(rows, report_dir / f"{stem}.json", d)
+    if kept:
+        warnings.warn(f"the table keeps the earlier rows of {', '.join(kept)} (same device, not measured now)")
+    return Matrix(title, rows, reports, write(rows, report_dir, stem, title, d), kept)

@@ -117,10 +117,18 @@ def runtime_version(runtime: str) -> tuple[str, str | None]:
         return package, None
 
 
+FORMATS = {"onnxruntime": (".onnx",), "openvino": (".xml", ".onnx"), "litert": (".tflite",)}  # what each one reads
+
+
 def open_runner(runtime: str, path: Path, threads: int | None = None, fp32_reference: bool = False) -> Runner:
     if runtime not in RUNTIMES:
         raise RuntimeMissing(f"unknown runtime '{runtime}': known are {', '.join(RUNTIMES)}")
-    return RUNTIMES[runtime](Path(path), threads, fp32_reference)
+    path = Path(path)
+    if path.suffix not in FORMATS[runtime]:
+        able = [r for r, suffixes in FORMATS.items() if path.suffix in suffixes]
+        raise ModelLoadError(f"{runtime} cannot run {path.name} ({path.suffix} models run with "
+                             f"{' or '.join(able) or 'no edgekit runtime'}): use --runtime auto, the bundle's own")
+    return RUNTIMES[runtime](path, threads, fp32_reference)
 
 
 def artifact_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict,

@@ -87,7 +87,8 @@ def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None) -> Pa
     files = [p.name for p in src.iterdir() if p.is_file()]
     safe_files(files)
     to.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-pull-", dir=to))
+    manifest.sweep(to)  # what a killed pull left
+    tmp = Path(tempfile.mkdtemp(prefix=manifest.temp_prefix(), dir=to))
     try:
         for f in files:
             shutil.copyfile(src / f, tmp / f)

@@ -196,7 +196,8 @@ def pull(src: str, to: Path, force: bool, insecure: bool, verify_key: Path | Non
         raise PublishError(f"oci://{target} names a file twice")
     container = client.get_container(target)
     to.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-pull-", dir=to))
+    manifest.sweep(to)  # what a killed pull left
+    tmp = Path(tempfile.mkdtemp(prefix=manifest.temp_prefix(), dir=to))
     try:
         for layer, title in zip(om["layers"], titles):
             h = hashlib.sha256()

@@ -193,7 +193,7 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
         label = " and ".join(["rounding"] * reround + ["bias correction"] * opts.bias_correction) or "checking"
         try:
             r = simulate.run(fg, qg, pixels[:n], correct_bias=opts.bias_correction, reround=reround,
-                               progress=progress(f"quantize: {label}", len(qg.ops)))
+                               progress=progress(f"quantize: {label}", len(qg.ops), "op"))
         except simulate.UnsupportedOp as e:
             raise QuantizeError(f"{label} cannot evaluate op {e}: the integer path does not support it yet") from None
         if reround:

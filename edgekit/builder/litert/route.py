@@ -79,7 +79,7 @@ def stage_sensitivity(run: Run, req: BuildRequest, q: Hit, images: int, max_macs
         fg = graph.read((q.path / "model.fp32.tflite").read_bytes())
         qg = graph.read((q.path / "model.int8.tflite").read_bytes())
         share = sensitivity.candidates(qg, max_macs_share)
-        advance = run.progress("analyze: each activation in int16 on its own", len(share))
+        advance = run.progress("analyze: each activation in int16 on its own", len(share), "tensor")
         base, effects = sensitivity.rank_tensors(fg, qg, px, share, advance)
         return {"images": int(len(px)), "image_source": "calibration images",
                 "runtime": "edgekit integer simulation (litert/simulate.py)", "all_int8": base,

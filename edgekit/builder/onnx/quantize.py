@@ -93,7 +93,8 @@ def quantize_qdq(fp32: Path, out: Path, pixels: np.ndarray, contract: dict, opts
     model = onnx.load(fp32)
     input_name = model.graph.input[0].name
     overrides: dict = {input_name: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.uint8)}]}
-    with tempfile.TemporaryDirectory(prefix="edgekit-quant-") as td:
+    # beside the output (the stage's temporary entry), so a killed build leaves nothing outside the cache
+    with tempfile.TemporaryDirectory(prefix=".quant-", dir=Path(out).parent) as td:
         td = Path(td)
         ranges = collect_ranges(fp32, pixels, contract, opts, td, progress)
         save_tensors_data(ranges, td / "ranges.json")

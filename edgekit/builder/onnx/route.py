@@ -89,7 +89,8 @@ def stage_sensitivity(run: Run, req: BuildRequest, exp: Hit, q: Hit, images: int
 
         x = preprocess.to_input(run.calib().pixels[:images], contract.pixels_nchw(req.variant))
         fm, qm = onnx.load(exp.path / "model.fp32.onnx"), onnx.load(q.path / "model.int8.onnx")
-        advance = run.progress("analyze: each layer in float on its own", len(mixed_precision.quantized_layers(qm)))
+        advance = run.progress("analyze: each layer in float on its own", len(mixed_precision.quantized_layers(qm)),
+                               "layer")
         base, effects = sensitivity.rank_layers(fm, qm, x, advance)
         return {"images": int(len(x)), "image_source": "calibration images", "runtime": "onnxruntime",
                 "all_int8": base, "layers": [e.to_dict() for e in effects],
