@@ -78,6 +78,7 @@ def _request(tmp_path: Path, variant, cache_name="c") -> tuple[BuildRequest, cac
     return req, cache_mod.Cache(tmp_path / cache_name)
 
 
+@pytest.mark.filterwarnings("ignore:only 4 validation image")  # 4 views keep the test short, and it says so
 def test_a_changed_variant_fact_rebuilds_the_stages_that_read_it(tmp_path):
     """lite0 with another crop: the preprocessing changes, so calibration, validation and golden inputs change;
     no stage may come from the cache (today's keys carry the variant's facts, not only its name)."""

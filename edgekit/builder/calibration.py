@@ -31,6 +31,7 @@ class Selection:
     val: list[Sample]
     val_source: str  # "held out from <source>" or the --val directory
     val_caveat: str | None = None  # why the validation figures may mislead (a recipe's pictures are no photographs)
+    val_from_recipe: bool = False  # views the recipe makes (--num-val sets how many), not images held out
 
     def warnings(self) -> list[str]:
         """What a user must know before trusting the build's figures (printed at build time, kept in the manifest)."""
@@ -40,9 +41,11 @@ class Selection:
                        "this bundle's accuracy is unmeasured and it carries no golden set; pass a smaller --num-calib "
                        "to hold images out, or --val DIR")
         elif len(self.val) < MIN_VAL_IMAGES:
+            more = (f"pass --num-val {MIN_VAL_IMAGES} or more" if self.val_from_recipe else
+                    "pass a smaller --num-calib to hold more out")
             out.append(f"only {len(self.val)} validation image(s) ({self.val_source}): one image is "
-                       f"{100 / len(self.val):.1f} points of agreement; pass a smaller --num-calib to hold more out, "
-                       f"or --val DIR with {MIN_VAL_IMAGES} or more")
+                       f"{100 / len(self.val):.1f} points of agreement; {more}, or --val DIR with {MIN_VAL_IMAGES} "
+                       "or more")
         return out
 
     @property
@@ -116,6 +119,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         val = [] if val_dir else _skimage_views(recipe, recipe["holdout"], min(num_val, recipe["val_views"]), 1)
         val_source = f"held out from recipe '{source}' (other photographs)"
         caveat = None if val_dir else recipe.get("caveat")
+        from_recipe = not val_dir
     elif path.is_dir():
         samples = directory_samples(path, wnid_to_index)
         if not samples:
@@ -125,7 +129,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         else:
             calib, val = _split(samples, num_calib, num_val)
         val_source = f"held out from {path}"
-        caveat = None
+        caveat, from_recipe = None, False
     else:
         raise CalibrationError(f"--calib {source!r} is neither a directory nor a recipe "
                                f"(recipes: {', '.join(sorted(known))})")
@@ -135,9 +139,9 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
             raise CalibrationError(f"--val directory not found: {vpath}")
         val = directory_samples(vpath, wnid_to_index)[:num_val]
         val_source = str(vpath)
-        caveat = None
+        caveat, from_recipe = None, False
         overlap = {s.digest for s in calib} & {s.digest for s in val}
         if overlap:
             raise CalibrationError(f"--val shares {len(overlap)} image(s) with the calibration set; "
                                    "validation images must be held out")
-    return Selection(source, calib, val, val_source, caveat)
+    return Selection(source, calib, val, val_source, caveat, from_recipe)
