@@ -107,10 +107,10 @@ def test_harness_runs_without_torch_or_onnx(slim_env, default_build, tmp_path):
 
 
 @pytest.mark.parametrize("args, extra", [
-    (["build", "--variant", "lite0", "--num-calib", "10"], "edgekit[build]"),
-    (["analyze", "--num-calib", "10"], "edgekit[build]"),
-    (["pull", "oci://127.0.0.1:9/edgekit/models:lite0-x86-int8"], "edgekit[publish]"),
-    (["keygen", "KEY"], "edgekit[publish]"),
+    (["build", "--variant", "lite0", "--num-calib", "10"], "pip install '.[build]'"),
+    (["analyze", "--num-calib", "10"], "pip install '.[build]'"),
+    (["pull", "oci://127.0.0.1:9/edgekit/models:lite0-x86-int8"], "'.[publish]'"),
+    (["keygen", "KEY"], "'.[publish]'"),
 ])
 def test_device_install_says_which_extra_a_command_needs(slim_env, tmp_path, args, extra):
     args = [a.replace("KEY", str(tmp_path / "key")) for a in args]

@@ -109,6 +109,7 @@ def test_a_changed_variant_fact_rebuilds_the_stages_that_read_it(tmp_path):
     (["build", "--target", "arm64", "--method", "entropy", "--num-calib", "10"], "not available for target arm64"),
     (["analyze", "--images", "0"], "--images must be at least 1"),
     (["bench", "--threads", "x", "/tmp"], "--threads"),
+    (["bench", "--json", "/no/such/dir/r.json", "/tmp"], "its directory does not exist"),  # before any run
     (["bench"], "either a BUNDLE"),
     (["pull", "/no/such/store/b"], "not a published bundle"),
     (["ls", "oci://"], "expected oci://"),

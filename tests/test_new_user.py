@@ -63,6 +63,14 @@ def test_a_small_calibration_folder_warns_and_the_manifest_records_it(cache_dir,
     m = manifest.read(tmp_path / "dist" / "lite0-x86-int8")
     assert m["validation"]["images"] == 0 and m["warnings"] and "no validation images" in m["warnings"][0]
     assert "golden.npz" not in m["files"]
+    b = run_cli("bench", str(tmp_path / "dist" / "lite0-x86-int8"), "--runs", "2", "--threads", "1",
+                env={"EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")}, check=True)
+    assert "golden set: none in this bundle" in b.stdout and "warning (from the build): no validation images" in b.stdout
+    # fewer than 10: refused, in one line, without first warning about validation
+    r = run_cli("build", "--calib", str(_images(tmp_path / "six", 6)), "--out", str(tmp_path / "dist6"))
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("edgekit build ")]
+    assert r.returncode == 2 and lines == [f"error: only 6 calibration image(s) in {tmp_path / 'six'}; at least 10 "
+                                           "are needed"], r.stderr
 
 
 def test_unreadable_images_are_summarised_in_one_warning(tmp_path):

@@ -25,7 +25,8 @@ def stage_validate(run: Run, req: BuildRequest, tgt: Hit) -> Hit:
             return {"images": 0, "note": "no usable validation images"}
         logits = runtimes.artifact_logits(req.target.runtime, tgt.path, tgt.meta, loaded.pixels,
                                           contract.for_artifacts(req.target, req.variant),
-                                          lambda label, total, unit="img": run.progress(f"validate: {label}", total, unit))
+                                          lambda label, total, unit="img":
+                                          run.progress(f"validate: {label}", total, unit))
         np.savez_compressed(tmp / "logits.npz", fp32=logits["fp32"], int8=logits["int8"], labels=loaded.labels,
                             ids=np.array(loaded.ids))
         return {**metrics.drift(logits["fp32"], logits["int8"], loaded.labels),

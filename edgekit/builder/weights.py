@@ -108,7 +108,7 @@ def load_state_dict(path: Path, variant: Variant) -> dict:
         # torch's "Weights only load failed" text advises dropping weights_only, which is exactly what must not
         # be done: keep only the unpickler's own reason
         cause = next((ln.split("error:", 1)[1].strip() for ln in text.splitlines() if "Unpickler error:" in ln),
-                     text.strip().splitlines()[0] if text.strip() else type(e).__name__)
+                     text.strip().splitlines()[0] if text.strip() else "") or type(e).__name__
         if "Unsupported global" in cause:
             raise WeightsError(f"cannot read checkpoint {path}: it holds pickled Python objects, not only tensors "
                                f"({cause.split(' was not an allowed global')[0]}); edgekit never runs pickled code: "

@@ -66,9 +66,9 @@ class _Main(click.Group):
             if top not in EXTRAS or ctx.params.get("debug"):
                 raise
             extra = EXTRAS[top]
-            first = " (pip install torch==2.13.0 first, the CPU build)" if extra == "build" else ""
-            click.echo(f"error: `edgekit {ctx.invoked_subcommand}` needs {top}, which this install lacks: pip install "
-                       f"'edgekit[{extra}]'{first}", err=True)
+            first = "pip install torch==2.13.0 && " if extra == "build" else ""
+            click.echo(f"error: `edgekit {ctx.invoked_subcommand}` needs edgekit's {extra} extra, which this install "
+                       f"lacks ({top} is missing): in an edgekit checkout, {first}pip install '.[{extra}]'", err=True)
             ctx.exit(2)
         except OSError as e:  # a path the system refuses: the user's to fix, not a bug
             if ctx.params.get("debug") or os.environ.get("EDGEKIT_DEBUG"):

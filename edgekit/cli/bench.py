@@ -66,6 +66,8 @@ def bench(bundle, images, limit, golden_limit, threads, runs, warmup, runtime, j
         raise UsageError("--runs must be at least 1 and --warmup at least 0")
     if bool(bundle) == bool(variant_name):
         raise UsageError("give either a BUNDLE directory or --variant (matrix mode), not both or neither")
+    if json_file and not Path(json_file).resolve().parent.is_dir():
+        raise UsageError(f"--json {json_file}: its directory does not exist")
     # what a bench run measures, as the command-line arguments a child bench or a remote board takes
     args = ["--threads", threads, "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
     args += (["--images", images] if images else []) + (["--limit", str(limit)] if limit else [])

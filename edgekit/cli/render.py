@@ -54,6 +54,8 @@ def build_summary(path: Path, m: dict) -> str:
         lines.append(f"  budget: {len(mixed['layers'])} layer(s) in {mixed['raised_to']} "
                      f"({', '.join(e['layer'] for e in mixed['layers'])}); 1-thread latency "
                      f"{lat['int8_p50_ms']:.2f} -> {lat['mixed_p50_ms']:.2f} ms (x{lat['ratio']:.2f})")
+    for w in m.get("warnings") or []:
+        lines.append(f"  warning: {w}")
     if not m["weights"]["pretrained"]:
         lines.append("  WARNING: " + m["weights"]["warning"])
     return "\n".join(lines)
@@ -87,6 +89,11 @@ def bench_table(r: dict) -> str:
                          f"{s['min_ms']:8.2f} {s['first_inference_ms']:9.1f} {s['gmac_per_s']:7.1f}")
         lines.append(f"  {t:>7} int8 speed-up over fp32 (p50): {per['int8_speedup']:.2f}x")
     g = r.get("golden")
+    if not g:
+        lines.append("  golden set: none in this bundle (built without validation images): no drift measured against "
+                     "PyTorch; pass --images DIR")
+    for w in r.get("warnings") or []:
+        lines.append(f"  warning (from the build): {w}")
     if g:
         vp = g["vs_pytorch"]
         lines.append(f"  golden set ({g['images']} inputs): top-1 agreement with PyTorch FP32: INT8 "

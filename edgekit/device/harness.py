@@ -115,6 +115,10 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
     rt = m["target"]["runtime"] if runtime == "auto" else runtime
     if rt not in runtimes.RUNTIMES:
         raise BenchError(f"unknown runtime '{rt}': choose auto or one of {', '.join(runtimes.RUNTIMES)}")
+    for p in ("int8", "fp32"):  # refused now, not after the latency runs
+        runtimes.check_format(rt, bundle / m["artifacts"][p])
+    if images is not None and not imagesets.list_images(Path(images)):
+        raise BenchError(f"no images (jpg/png/webp/bmp) found under {images}")
     golden = None
     if (bundle / GOLDEN_FILE).is_file():
         px = np.load(bundle / GOLDEN_FILE)["pixels"][:1]
@@ -143,6 +147,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         "build_time_golden": (m.get("golden") or {}).get("build_time_vs_pytorch"),
         # the golden set is the first validation images: what misleads about those misleads about it
         "caveat": (m.get("validation") or {}).get("caveat"),
+        "warnings": m.get("warnings") or [],
     }
     if images is not None:
         progress(f"drift: images in {images}", None)

@@ -37,7 +37,7 @@ def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
             "speedup": lat["int8_speedup"], "top1_fp32": top1[0], "top1_int8": top1[1], "agreement": top1[2],
             "int8_gmac_per_s": lat["int8"]["gmac_per_s"], "top1_source": top1[3],
             "random_weights": not manifest["weights"]["pretrained"], "threads": int(threads),
-            "measured": report.get("time")}
+            "measured": report.get("time"), "caveat": val.get("caveat")}
 
 
 def _fmt(v, pct=False) -> str:
@@ -55,6 +55,8 @@ def markdown(rows: list[dict], title: str) -> str:
                      f"{r['speedup']:.2f}x | {_fmt(r['top1_fp32'], True)} | {_fmt(r['top1_int8'], True)} | "
                      f"{_fmt(r['agreement'], True)} | {r['int8_gmac_per_s']:.1f} |")
     lines += ["", "Top-1 from: " + "; ".join(sorted({f"{r['variant']}: {r['top1_source']}" for r in rows}))]
+    caveats = sorted({r["caveat"] for r in rows if r.get("caveat")})
+    lines += [f"Note: the agreement figures were {c}" for c in caveats]
     return "\n".join(lines) + "\n"
 
 
@@ -171,7 +173,8 @@ def run(variant_name: str, target_name: str, out_dir: Path, build_args: list[str
         if other:
             warnings.warn(f"rebuilding {path.name}: it was calibrated on {other}, not {calib or 'default'}")
         elif (path / MANIFEST).is_file():
-            warnings.warn(f"reusing {path} (calibrated on {calib or 'default'}); delete it to rebuild")
+            print(f"reusing {path} (calibrated on {calib or 'default'}, as asked; delete it to rebuild)",
+                  file=sys.stderr)
         if other or not (path / MANIFEST).is_file():
             if not v.has_packaged_weights and not random_weights:
                 warnings.warn(f"skipping {v.name}: no weights (build it with --weights, or pass --random-weights "

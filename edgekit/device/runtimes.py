@@ -21,7 +21,8 @@ def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool) -> Runne
     try:
         import onnxruntime as ort
     except ImportError:
-        raise RuntimeMissing("onnxruntime is not installed: pip install 'edgekit[device-onnx]'") from None
+        raise RuntimeMissing("onnxruntime is not installed: in an edgekit checkout, pip install '.[device-onnx]'") \
+            from None
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if threads:
@@ -35,7 +36,8 @@ def _openvino(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
     try:
         import openvino as ov
     except ImportError:
-        raise RuntimeMissing("openvino is not installed: pip install 'edgekit[device-openvino]'") from None
+        raise RuntimeMissing("openvino is not installed: in an edgekit checkout, pip install '.[device-openvino]'") \
+            from None
     config: dict = {}
     if fp32_reference:
         # OpenVINO runs "FP32" models in bf16 on CPUs with AVX-512 BF16 unless told otherwise.
@@ -60,7 +62,7 @@ def tflite_interpreter_class():
 
         return Interpreter, "tflite-runtime"
     except ImportError:
-        raise RuntimeMissing("no TFLite runtime is installed: pip install 'edgekit[device-tflite]' "
+        raise RuntimeMissing("no TFLite runtime is installed: in an edgekit checkout, pip install '.[device-tflite]' "
                              "(ai-edge-litert), or tflite-runtime") from None
 
 
@@ -124,11 +126,17 @@ def open_runner(runtime: str, path: Path, threads: int | None = None, fp32_refer
     if runtime not in RUNTIMES:
         raise RuntimeMissing(f"unknown runtime '{runtime}': known are {', '.join(RUNTIMES)}")
     path = Path(path)
+    check_format(runtime, path)
+    return RUNTIMES[runtime](path, threads, fp32_reference)
+
+
+def check_format(runtime: str, path: Path) -> None:
+    """Refuse a model file `runtime` cannot read, naming the runtimes that can."""
+    path = Path(path)
     if path.suffix not in FORMATS[runtime]:
         able = [r for r, suffixes in FORMATS.items() if path.suffix in suffixes]
         raise ModelLoadError(f"{runtime} cannot run {path.name} ({path.suffix} models run with "
                              f"{' or '.join(able) or 'no edgekit runtime'}): use --runtime auto, the bundle's own")
-    return RUNTIMES[runtime](path, threads, fp32_reference)
 
 
 def artifact_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict,

@@ -28,13 +28,23 @@ def publish(bundle: Path, dest: str, force: bool = False, insecure: bool = False
 
 
 def pull(src: str, to: Path, force: bool = False, insecure: bool = False, verify_key: Path | None = None) -> Path:
-    """`verify_key`: accept only a bundle signed by this public key."""
-    if _is_oci(src):
-        from edgekit.publish import oci
+    """`verify_key`: accept only a bundle signed by this public key. A refused pull leaves `to` as it was (a
+    directory it had to create is removed again)."""
+    made = [p for p in [Path(to), *Path(to).parents] if not p.exists()]
+    try:
+        if _is_oci(src):
+            from edgekit.publish import oci
 
-        with oci.registry_errors():
-            return oci.pull(src, to, force, insecure, verify_key)
-    return directory.pull(directory.root_of(src), to, force, verify_key)
+            with oci.registry_errors():
+                return oci.pull(src, to, force, insecure, verify_key)
+        return directory.pull(directory.root_of(src), to, force, verify_key)
+    except BaseException:
+        for p in made:  # innermost first; only what is still empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def ls(dest: str, insecure: bool = False) -> list[dict]:

@@ -41,6 +41,8 @@ def publish(bundle: Path, dest: str, name: str | None, force: bool, sign_key: Pa
     name = name or m["name"]
     safe_files([name])
     root = root_of(dest)
+    if root.exists() and not root.is_dir():
+        raise PublishError(f"--to {dest}: {root} is a file; a directory store is a directory (or pass oci://...)")
     final = root / name
     ours = manifest.file_sha256(bundle / manifest.MANIFEST)
     record = {"name": name, "manifest_sha256": ours}
@@ -79,7 +81,10 @@ def publish(bundle: Path, dest: str, name: str | None, force: bool, sign_key: Pa
 
 def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None) -> Path:
     if not (src / manifest.MANIFEST).is_file():
-        raise PublishError(f"{src} is not a published bundle (no {manifest.MANIFEST})")
+        hint = ""
+        if ":" in src.name and (src.parent / src.name.split(":")[0]).is_dir():  # the registry's STORE:NAME form
+            hint = f"; a directory store names the bundle's directory: {src.parent / src.name.replace(':', '/', 1)}"
+        raise PublishError(f"{src} is not a published bundle (no {manifest.MANIFEST}){hint}")
     record = read_record(src)
     if record is None:
         raise PublishError(f"{src} has no publish record ({record_of(src).name}): it was not published by "

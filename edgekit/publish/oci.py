@@ -78,7 +78,8 @@ def _client(ref: OciRef, insecure: bool):
     try:
         import oras.client
     except ImportError:
-        raise PublishError("publishing to a registry needs oras: pip install 'edgekit[publish]'") from None
+        raise PublishError("publishing to a registry needs oras: in an edgekit checkout, pip install '.[publish]'") \
+            from None
     plain_http = ref.insecure_ok or insecure
     host, _, port = ref.host.rpartition(":") if ":" in ref.host.strip("[]") else (ref.host, "", "")
     port_n = int(port) if port.isdigit() else (80 if plain_http else 443)
@@ -250,9 +251,12 @@ def registry_errors():
     try:
         import requests
     except ImportError:  # a device install without the publish extra
-        raise PublishError("a registry needs oras: pip install 'edgekit[publish]'") from None
+        raise PublishError("a registry needs oras: in an edgekit checkout, pip install '.[publish]'") from None
 
     try:
         yield
+    except requests.exceptions.SSLError:
+        raise PublishError("registry TLS failed (certificate not trusted here, or a plain-HTTP registry): trust its "
+                           "certificate, or pass --insecure for plain HTTP") from None
     except requests.RequestException as e:
         raise PublishError(f"registry request failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None

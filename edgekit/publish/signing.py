@@ -22,7 +22,7 @@ def _crypto():
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError:
         raise PublishError("signing and verifying bundles needs the cryptography package: "
-                           "pip install 'edgekit[publish]'") from None
+                           "in an edgekit checkout, pip install '.[publish]'") from None
     return serialization, ed25519
 
 

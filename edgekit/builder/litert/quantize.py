@@ -147,7 +147,9 @@ def quantize_tflite(float_path: Path, out: Path, pixels: np.ndarray, input_contr
                     allow_float: bool = False, progress: Progress = no_progress, int16: tuple[str, ...] = ()) -> dict:
     """Write the INT8 .tflite to `out`; returns the report (ranges, bias correction, op inventory). `int16`:
     activation tensors held in int16 (a16w8 ops around them: the accuracy budget's higher precision here)."""
-    from edgekit.builder import rounding  # torch: imported only when a quantize stage actually runs
+    from edgekit.builder import (
+        rounding,  # torch: imported only when a quantize stage actually runs
+    )
     from edgekit.builder.litert import simulate
 
     if opts.method not in METHODS:

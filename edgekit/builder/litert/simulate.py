@@ -21,7 +21,9 @@ import torch.nn.functional as F
 
 from edgekit.builder import rounding
 from edgekit.builder.litert.graph import LAYERS, Graph, Op, Tensor, store_saturated
-from edgekit.builder.onnx.quantize import mean_shift  # the same estimate as the ONNX path
+from edgekit.builder.onnx.quantize import (
+    mean_shift,  # the same estimate as the ONNX path
+)
 from edgekit.core import arch
 from edgekit.errors import UnsupportedOp
 

@@ -83,7 +83,12 @@ def collect_ranges(fp32: Path, pixels: np.ndarray, contract: dict, opts: QuantOp
 def quantize_qdq(fp32: Path, out: Path, pixels: np.ndarray, contract: dict, opts: QuantOptions,
                  progress: Callable[[int], None] | None = None) -> dict:
     """Write the INT8 QDQ model to `out`; returns a report (ranges count, bias-correction effect)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     if opts.method not in METHODS:
