@@ -22,10 +22,9 @@ from edgekit.builder.cache import Cache
 from edgekit.builder.provenance import tool_versions
 from edgekit.builder.request import BuildRequest
 from edgekit.builder.route import route_for
-from edgekit.builder.stages import MIN_CALIB_IMAGES, Run
+from edgekit.builder.stages import Run
 from edgekit.builder.validate import stage_golden, stage_validate
 from edgekit.core import bundle as manifest
-from edgekit.errors import BuildError
 from edgekit.progress import Progress, no_progress
 
 
@@ -34,9 +33,6 @@ def build(req: BuildRequest, c: Cache, class_names: list[str], class_wnids: list
     """Run every stage (cached) and write the bundle; returns its path and manifest."""
     run = Run(req, c, progress)
     route = route_for(req)
-    if len(req.selection.calib) < MIN_CALIB_IMAGES:  # refused before any warning about what the rest would be
-        raise BuildError(f"only {len(req.selection.calib)} calibration image(s) in {req.selection.source}; at least "
-                         f"{MIN_CALIB_IMAGES} are needed")
     for w in req.selection.warnings():
         warnings.warn(w)
     t0 = time.perf_counter()

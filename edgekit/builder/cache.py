@@ -5,6 +5,7 @@ directory and renamed into place. An entry whose files no longer match their has
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -66,8 +67,18 @@ class Hit:
     cached: bool
 
 
+@contextlib.contextmanager
+def throwaway(root: Path | str | None = None):
+    """A cache that keeps nothing (--no-cache): a directory under the cache root, named so that a later build
+    sweeps it away if this one is killed, and removed when the block ends."""
+    base = Path(root) if root else default_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=temp_prefix("nocache"), dir=base) as d:
+        yield Cache(Path(d))
+
+
 class Cache:
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root else default_dir()
         self._swept = False
 

@@ -19,6 +19,7 @@ from edgekit.device.preprocess import open_rgb
 from edgekit.errors import CalibrationError
 
 SEED = 0
+MIN_CALIB_IMAGES = 10  # the fewest a build calibrates on (Run.calib checks again after decoding)
 MIN_VAL_IMAGES = 32  # fewer, and one image moves the agreement by more than 3 points
 RECIPES = Path(__file__).parent / "recipes"  # one TOML file per recipe
 
@@ -144,4 +145,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         if overlap:
             raise CalibrationError(f"--val shares {len(overlap)} image(s) with the calibration set; "
                                    "validation images must be held out")
+    if len(calib) < MIN_CALIB_IMAGES:  # refused before anything is read or any warning about the rest
+        raise CalibrationError(f"only {len(calib)} calibration image(s) in {source}; at least {MIN_CALIB_IMAGES} are "
+                               "needed")
     return Selection(source, calib, val, val_source, caveat, from_recipe)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from edgekit.builder.cache import Cache, Hit, code_digest
+from edgekit.builder.calibration import MIN_CALIB_IMAGES
 from edgekit.builder.provenance import tool_versions
 from edgekit.builder.request import BuildRequest
 from edgekit.core import contract
@@ -20,7 +21,6 @@ from edgekit.device.imagesets import Loaded, load_pixels
 from edgekit.errors import BuildError
 from edgekit.progress import Progress, no_progress
 
-MIN_CALIB_IMAGES = 10
 
 @dataclass
 class StageLog:

@@ -61,28 +61,27 @@ class _Main(click.Group):
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except ModuleNotFoundError as e:  # an install without the extra this command needs
-            top = (e.name or "").split(".")[0]
-            if top not in EXTRAS or ctx.params.get("debug"):
-                raise
-            extra = EXTRAS[top]
-            first = "pip install torch==2.13.0 && " if extra == "build" else ""
-            click.echo(f"error: `edgekit {ctx.invoked_subcommand}` needs edgekit's {extra} extra, which this install "
-                       f"lacks ({top} is missing): in an edgekit checkout, {first}pip install '.[{extra}]'", err=True)
-            ctx.exit(2)
-        except OSError as e:  # a path the system refuses: the user's to fix, not a bug
-            if ctx.params.get("debug") or os.environ.get("EDGEKIT_DEBUG"):
-                raise
-            what = f"{e.strerror or _first_line(e)}" + (f": {e.filename}" if e.filename else "")
-            click.echo(f"error: {what}", err=True)
-            ctx.exit(2)
         except Exception as e:
             if ctx.params.get("debug") or os.environ.get("EDGEKIT_DEBUG"):
                 raise
-            click.echo(f"error: unexpected {type(e).__name__}: {_first_line(e)} (a bug in edgekit: rerun with "
-                       f"`edgekit --debug {ctx.invoked_subcommand or ''} ...` for the traceback and report it)",
-                       err=True)
-            ctx.exit(1)
+            message, code = _explain(e, ctx.invoked_subcommand or "")
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(code)
+
+
+def _explain(e: Exception, command: str) -> tuple[str, int]:
+    """The one line and exit code for what is no EdgekitError: a missing extra or a refused path is the user's to
+    fix (2); anything else is a bug (1)."""
+    top = (getattr(e, "name", None) or "").split(".")[0]
+    if isinstance(e, ModuleNotFoundError) and top in EXTRAS:  # an install without the extra this command needs
+        extra = EXTRAS[top]
+        first = "pip install torch==2.13.0 && " if extra == "build" else ""
+        return (f"`edgekit {command}` needs edgekit's {extra} extra, which this install lacks ({top} is missing): "
+                f"in an edgekit checkout, {first}pip install '.[{extra}]'", 2)
+    if isinstance(e, OSError):  # a path the system refuses
+        return f"{e.strerror or _first_line(e)}" + (f": {e.filename}" if e.filename else ""), 2
+    return (f"unexpected {type(e).__name__}: {_first_line(e)} (a bug in edgekit: rerun with `edgekit --debug "
+            f"{command} ...` for the traceback and report it)", 1)
 
 
 @click.group(cls=_Main)

@@ -1,8 +1,8 @@
 """`edgekit variants`, `edgekit build`, `edgekit analyze`: the build side's commands."""
 from __future__ import annotations
 
+import contextlib
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -80,12 +80,6 @@ def _requests(variant_name, target_name, calib, num_calib, num_val, method, roun
     return each(), classes
 
 
-def _cache(cache_dir):
-    from edgekit.builder.cache import Cache
-
-    return Cache(Path(cache_dir) if cache_dir else None)
-
-
 @main.command()
 @_model_options
 @click.option("--max-drop", default=None, type=float,
@@ -103,22 +97,23 @@ def _cache(cache_dir):
 def build(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file,
           random_weights, cache_dir, max_drop, min_agreement, allow_float, out_dir, no_cache, as_json) -> None:
     """Build validated INT8 bundle(s): export, quantize, convert for the target, validate, bundle."""
-    from edgekit import pipeline
+    from edgekit.builder.cache import Cache, throwaway
     from edgekit.builder.request import Budget
 
     budget = None if max_drop is None and min_agreement is None else \
         Budget(max_drop, None if min_agreement is None else min_agreement / 100)
     requests, classes = _requests(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir,
                                   weights_file, random_weights, out_dir, allow_float=allow_float, budget=budget)
-    tmp_cache = None
-    if no_cache:  # under the cache root, where the next build sweeps it away if this one is killed
-        from edgekit.builder.cache import default_dir
-        from edgekit.core.bundle import temp_prefix
+    with throwaway(cache_dir) if no_cache else contextlib.nullcontext(Cache(cache_dir)) as store:
+        results = _build_each(requests, store, classes)
+    if as_json:
+        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
 
-        root = Path(cache_dir) if cache_dir else default_dir()
-        root.mkdir(parents=True, exist_ok=True)
-        tmp_cache = tempfile.TemporaryDirectory(prefix=temp_prefix("nocache"), dir=root)
-    store = _cache(tmp_cache.name if tmp_cache else cache_dir)
+
+def _build_each(requests, store, classes) -> list[dict]:
+    """Each request built in turn, with progress and a summary on stderr; their manifests."""
+    from edgekit import pipeline
+
     bars = Bars()
     results = []
     try:
@@ -132,10 +127,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
             results.append(m)
     finally:
         bars.close()
-        if tmp_cache:
-            tmp_cache.cleanup()
-    if as_json:
-        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    return results
 
 
 @main.command()
@@ -152,6 +144,7 @@ def analyze(variant_name, target_name, calib, num_calib, num_val, method, roundi
     """Per-layer sensitivity: each int8 layer raised on its own (in float on x86/onnx; its output tensor in int16,
     a16w8, on arm64), its effect on logit SQNR and agreement, sorted; and the activation ranges calibration chose."""
     from edgekit import pipeline
+    from edgekit.builder.cache import Cache
     from edgekit.core.bundle import write_json
 
     if len(resolve_variants(variant_name)) != 1:
@@ -163,7 +156,7 @@ def analyze(variant_name, target_name, calib, num_calib, num_val, method, roundi
     req = next(requests)
     bars = Bars()
     try:
-        report = pipeline.analyze(req, _cache(cache_dir), images, bars)
+        report = pipeline.analyze(req, Cache(cache_dir), images, bars)
         bars.done()
     finally:
         bars.close()

@@ -89,13 +89,18 @@ def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) 
             "int8_vs_fp32": metrics.drift(out["fp32"], out["int8"], g["labels"])}
 
 
-def image_drift(bundle: Path, m: dict, runtime: str, images: Path, limit: int | None) -> dict:
-    """INT8 vs the bundle's FP32 artifact on a folder of images (labels from WordNet ids, folders or labels.csv)."""
+def image_samples(m: dict, images: Path, limit: int | None) -> list[imagesets.Sample]:
+    """The first `limit` images of a folder, labelled by the bundle's class index (WordNet ids, folders or
+    labels.csv); BenchError if there are none."""
     wnids = {w: i for i, w in enumerate(m.get("class_wnids") or [])}
     samples = imagesets.directory_samples(images, wnids.get)
     if not samples:
         raise BenchError(f"no images (jpg/png/webp/bmp) found under {images}")
-    samples = samples[:limit] if limit else samples
+    return samples[:limit] if limit else samples
+
+
+def image_drift(bundle: Path, m: dict, runtime: str, images: Path, samples: list[imagesets.Sample]) -> dict:
+    """INT8 vs the bundle's FP32 artifact on `samples`, the images of the folder `images`."""
     t = time.perf_counter()
     loaded = imagesets.load_pixels(samples, m["preprocessing"])
     prep_s = time.perf_counter() - t
@@ -117,8 +122,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         raise BenchError(f"unknown runtime '{rt}': choose auto or one of {', '.join(runtimes.RUNTIMES)}")
     for p in ("int8", "fp32"):  # refused now, not after the latency runs
         runtimes.check_format(rt, bundle / m["artifacts"][p])
-    if images is not None and not imagesets.list_images(Path(images)):
-        raise BenchError(f"no images (jpg/png/webp/bmp) found under {images}")
+    samples = image_samples(m, Path(images), limit) if images is not None else None  # refused before timing
     golden = None
     if (bundle / GOLDEN_FILE).is_file():
         px = np.load(bundle / GOLDEN_FILE)["pixels"][:1]
@@ -151,6 +155,6 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
     }
     if images is not None:
         progress(f"drift: images in {images}", None)
-        report["images"] = image_drift(bundle, m, rt, Path(images), limit)
+        report["images"] = image_drift(bundle, m, rt, Path(images), samples)
     report["peak_rss_mb"] = _peak_rss_mb()
     return report
