@@ -94,6 +94,10 @@ class RemoteError(DeviceError):
     pass
 
 
+class StreamError(DeviceError):
+    """A camera, video or stream that cannot be opened or stops sending frames."""
+
+
 class PublishError(EdgekitError):
     pass
 

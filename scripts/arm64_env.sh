@@ -3,6 +3,9 @@
 # in tests. Two slim device installs (aarch64 wheels only, no torch, no onnx) live side by side in it:
 #   ROOT/opt/site            numpy 2, Pillow, click, tqdm, onnxruntime, ai-edge-litert (today's LiteRT)
 #   ROOT/opt/site-tflite214  numpy<2, Pillow, click, tqdm, tflite-runtime 2.14 (what many Pi images still have)
+# Two boards share that userspace: ROOT is a Raspberry Pi 4 (run with QEMU_CPU=cortex-a72), ROOT-pi5 a Raspberry Pi 5
+# (QEMU_CPU=cortex-a76, whose dot-product instructions make XNNPACK take its other int8 kernels): symlinks to ROOT's
+# directories and a Pi 5 /proc/cpuinfo of its own.
 # Built once and cached (about a minute); each part is rebuilt only when its package list changes.
 # Needs: qemu-user-static, debootstrap (apt-get), and a Python with pip on the host.
 # Run a program in it:
@@ -46,4 +49,25 @@ for entry in "${SITES[@]}"; do
     mv "$ROOT/opt/$site.tmp" "$ROOT/opt/$site"
     echo "$pkgs" > "$marker"
 done
-echo "arm64 userspace ready: $ROOT ($(for e in "${SITES[@]}"; do printf 'opt/%s ' "${e%%|*}"; done))"
+# what the fingerprint reads as the board model (the real file ends in a NUL byte)
+mkdir -p "$ROOT/proc/device-tree" && printf 'Raspberry Pi 4 Model B (emulated: qemu cortex-a72)\0' > "$ROOT/proc/device-tree/model"
+# The Pi 5 view: qemu -L reads /proc/cpuinfo from the prefix it is given, everything else through the symlinks.
+PI5="$ROOT-pi5"
+rm -rf "$PI5.tmp" && mkdir -p "$PI5.tmp/proc"
+# The system's directories are symlinks; the ones that hold the host's own paths (tests' temporaries, the home) stay
+# real and empty, so that qemu falls through to the host for them (a symlinked /tmp would resolve into ROOT/tmp).
+for entry in "$ROOT"/*; do
+    name="$(basename "$entry")"
+    case "$name" in
+        proc|tmp|root|home|dev|sys|run|mnt|media|srv) mkdir -p "$PI5.tmp/$name" ;;
+        *) ln -s "$entry" "$PI5.tmp/$name" ;;
+    esac
+done
+FEATURES="fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
+for i in 0 1 2 3; do
+    printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: %s\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n' "$i" "$FEATURES"
+done > "$PI5.tmp/proc/cpuinfo"
+printf 'Model\t\t: Raspberry Pi 5 Model B Rev 1.0\n' >> "$PI5.tmp/proc/cpuinfo"
+mkdir -p "$PI5.tmp/proc/device-tree" && printf 'Raspberry Pi 5 Model B (emulated: qemu cortex-a76)\0' > "$PI5.tmp/proc/device-tree/model"
+rm -rf "$PI5" && mv "$PI5.tmp" "$PI5"
+echo "arm64 userspace ready: $ROOT (Pi 4), $PI5 (Pi 5) ($(for e in "${SITES[@]}"; do printf 'opt/%s ' "${e%%|*}"; done))"

@@ -1,7 +1,11 @@
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import onnx
 import pytest
@@ -79,3 +83,39 @@ def lite0_fp32(default_build, cache_dir) -> Path:
              == size]
     assert found, "default build left no cached lite0 export"
     return found[0]
+
+
+@pytest.fixture(scope="session")
+def sample_builds(tmp_path_factory, cache_dir) -> dict:
+    """lite0 for every target, calibrated on 200 of the sample photos and validated on the other 300:
+    {target: (bundle, manifest as `build --json` printed it)}."""
+    if not SAMPLE.is_dir():
+        pytest.skip("../shared/data/imagenet-sample is absent")
+    out = tmp_path_factory.mktemp("sample")
+    builds = {}
+    for target in ("x86", "onnx", "arm64"):
+        r = run_cli("build", "--variant", "lite0", "--target", target, "--calib", str(SAMPLE), "--num-calib", "200",
+                    "--out", str(out), "--cache-dir", str(cache_dir), "--json", check=True)
+        builds[target] = (out / f"lite0-{target}-int8", json.loads(r.stdout))
+    return builds
+
+
+@pytest.fixture(scope="session")
+def device_venv(tmp_path_factory, default_build) -> SimpleNamespace:
+    """A fresh venv made by following the bundle's model card literally: its bash block, run in a copy of the
+    bundle with HOME in a temporary directory (python3 -m venv ~/edgekit-venv, pip install of the wheel the bundle
+    carries with the runtime's extra from the index). .venv (no torch, no onnx), .bundle (the copy), .card (the
+    commands' CompletedProcess), .env (their environment)."""
+    root = tmp_path_factory.mktemp("board")
+    bundle = root / default_build[0].name
+    shutil.copytree(default_build[0], bundle)
+    card = (bundle / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", card, re.S)
+    assert len(blocks) == 1, card
+    (root / "home").mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(root / "home"), "EDGEKIT_HISTORY": str(root / "history.jsonl"),
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    r = subprocess.run(["bash", "-e", "-c", blocks[0]], capture_output=True, text=True, cwd=bundle, env=env,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return SimpleNamespace(venv=root / "home" / "edgekit-venv", bundle=bundle, card=r, env=env, card_text=card)

@@ -1,22 +1,27 @@
 """The device side on an emulated arm64 Debian 12 (the Raspberry Pi OS base) with only numpy, Pillow and a runtime:
-the same bundle gives the same predictions there as on x86. The userspace comes from scripts/arm64_env.sh (.ci/run
-builds it; about a minute, cached): opt/site has ai-edge-litert and onnxruntime, opt/site-tflite214 tflite-runtime
-2.14 with numpy<2."""
+the same bundle gives the same predictions there as on x86, as a Raspberry Pi 4 (Cortex-A72, no dot product) and
+as a Pi 5 (Cortex-A76, dot product: XNNPACK's other int8 kernels). The userspace comes from scripts/arm64_env.sh
+(.ci/run builds it; about a minute, cached): opt/site has ai-edge-litert and onnxruntime, opt/site-tflite214
+tflite-runtime 2.14 with numpy<2. edgekit itself comes from the wheel the bundle carries, not from the checkout."""
 import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgekit import load as edgekit_load
 from edgekit.core import bundle as manifest
 from edgekit.device import preprocess, runtimes
 
 from .conftest import REPO, run_cli
 
 ROOT = Path(os.environ.get("EDGEKIT_ARM64_ROOT", Path.home() / ".cache" / "edgekit" / "arm64-bookworm"))
+# board: (userspace view with its /proc/cpuinfo, the CPU qemu emulates, what the fingerprint must find)
+BOARDS = {"pi4": (ROOT, "cortex-a72", "Cortex-A72", False), "pi5": (Path(f"{ROOT}-pi5"), "cortex-a76", "Cortex-A76", True)}
 GOLDEN = "6"  # inputs: emulated FP32 inference takes seconds each
 SITES = {"ai-edge-litert": "site", "tflite-runtime": "site-tflite214"}
 INT8_IMAGES = 16  # validation images run through the INT8 .tflite under emulation (about a second each)
@@ -32,6 +37,7 @@ LOGITS = """
 import sys, numpy as np
 from pathlib import Path
 from edgekit.core import contract
+from edgekit import load as edgekit_load
 from edgekit.core import bundle as manifest
 from edgekit.device import preprocess
 from edgekit.device import runtimes
@@ -42,24 +48,41 @@ np.save(sys.argv[2], np.concatenate([run(x[i:i + 1]) for i in range(len(x))]))
 """
 
 
-def _emulated(site: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "QEMU_CPU": "cortex-a72", "PYTHONPATH": f"{ROOT / 'opt' / site}:{REPO}",
+def _emulated(site: str, args: list[str], tmp_path: Path, board: str = "pi4",
+              edgekit: Path | str = REPO) -> subprocess.CompletedProcess:
+    root, cpu = BOARDS[board][:2]
+    env = {**os.environ, "QEMU_CPU": cpu, "PYTHONPATH": f"{ROOT / 'opt' / site}:{edgekit}",
            "EDGEKIT_HISTORY": str(tmp_path / f"{site}.jsonl")}
-    return subprocess.run(["qemu-aarch64-static", "-L", str(ROOT), str(ROOT / "usr/bin/python3"), *args],
+    return subprocess.run(["qemu-aarch64-static", "-L", str(root), str(root / "usr/bin/python3"), *args],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
 
 
-def _need(site: str) -> None:
-    if not (ROOT / "opt" / f".edgekit-{site}").is_file() or not shutil.which("qemu-aarch64-static"):
-        pytest.skip(f"no emulated arm64 userspace with opt/{site} at {ROOT}: run scripts/arm64_env.sh (.ci/run does)")
+def _need(site: str, board: str = "pi4") -> None:
+    root = BOARDS[board][0]
+    if not (ROOT / "opt" / f".edgekit-{site}").is_file() or not (root / "proc" / "cpuinfo").is_file() \
+            or not shutil.which("qemu-aarch64-static"):
+        pytest.skip(f"no emulated arm64 userspace with opt/{site} at {root}: run scripts/arm64_env.sh (.ci/run does)")
 
 
-@pytest.mark.parametrize("package", SITES)
-def test_tflite_bundle_on_emulated_arm64_matches_x86(arm64_bundle, package, tmp_path):
-    """The fully-integer .tflite on a Pi-like arm64 (Cortex-A72, XNNPACK) predicts what it predicts on x86."""
+def _bundle_wheel(bundle: Path, dest: Path) -> Path:
+    """edgekit from the wheel the bundle carries (pure Python, so the host's pip can unpack it for the board)."""
+    m = manifest.read(bundle)
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(dest),
+                        str(bundle / m["device_install"]["wheel"])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return dest
+
+
+@pytest.mark.parametrize("package, board", [("ai-edge-litert", "pi4"), ("tflite-runtime", "pi4"),
+                                            ("ai-edge-litert", "pi5"), ("tflite-runtime", "pi5")])
+def test_tflite_bundle_on_emulated_arm64_matches_x86(arm64_bundle, package, board, tmp_path):
+    """The fully-integer .tflite on a Pi-like arm64 (XNNPACK) predicts what it predicts on x86; predict and bench
+    run there from the bundle's own wheel and the fingerprint finds the emulated board's CPU."""
     site = SITES[package]
-    _need(site)
-    r = _emulated(site, ["-c", LOGITS, str(arm64_bundle), str(tmp_path / "arm.npy"), str(INT8_IMAGES)], tmp_path)
+    _need(site, board)
+    edgekit = _bundle_wheel(arm64_bundle, tmp_path / "wheel")
+    r = _emulated(site, ["-c", LOGITS, str(arm64_bundle), str(tmp_path / "arm.npy"), str(INT8_IMAGES)], tmp_path,
+                  board, edgekit)
     assert r.returncode == 0, r.stderr[-2000:]
     arm = np.load(tmp_path / "arm.npy")
     m = manifest.read(arm64_bundle)
@@ -73,13 +96,25 @@ def test_tflite_bundle_on_emulated_arm64_matches_x86(arm64_bundle, package, tmp_
     assert diff.max() <= STEPS[package] * m["output"]["quantization"]["scale"] + 1e-6, (diff.max(), sqnr)
     assert sqnr >= MIN_SQNR_DB[package], (diff.max(), sqnr)
 
-    # and the harness itself runs there: right runtime package, aarch64, drift against PyTorch from the golden set
+    # predict gives there what it gives here
+    example = str(arm64_bundle / m["example_image"])
+    r = _emulated(site, ["-m", "edgekit.cli", "predict", str(arm64_bundle), example, "--json", "--top", "1"],
+                  tmp_path, board, edgekit)
+    assert r.returncode == 0, r.stderr[-2000:]
+    there = json.loads(r.stdout.splitlines()[0])["predictions"][0]
+    assert there["index"] == edgekit_load(arm64_bundle).classify(example, top=1)[0].index
+
+    # and the harness runs there: right runtime package, aarch64, the board's CPU, drift against PyTorch
     r = _emulated(site, ["-m", "edgekit.cli", "bench", str(arm64_bundle), "--runs", "1", "--warmup", "0",
-                         "--threads", "1", "--golden-limit", "2", "--json", str(tmp_path / "arm.json")], tmp_path)
+                         "--threads", "1", "--golden-limit", "2", "--json", str(tmp_path / "arm.json")], tmp_path,
+                  board, edgekit)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads((tmp_path / "arm.json").read_text())
     assert rep["device"]["arch"] == "aarch64" and rep["device"]["runtime_package"] == package
     assert rep["golden"]["images"] == 2 and rep["golden"]["vs_pytorch"]["fp32"]["max_abs_logit_diff"] < 1e-3
+    cpu, dot = BOARDS[board][2:]
+    assert rep["fingerprint"]["cpu"] == cpu and rep["fingerprint"]["int8_features"]["asimddp"] is dot
+    assert rep["fingerprint"]["board"].startswith(f"Raspberry Pi {board[-1]}") and rep["verdict"]["line"]
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import shutil
 from PIL import Image
 
 from edgekit.builder.onnx.export import TOLERANCE
+from edgekit.builder.wheel import build_wheel, package_files, wheel_name
 from edgekit.core import bundle as manifest
 
 from .conftest import run_cli
@@ -15,7 +16,7 @@ def test_bundle_is_complete_and_verified(default_build):
     m = manifest.read(bundle)  # verifies every sha256
     assert json.loads(r.stdout)["name"] == "lite0-x86-int8"
     assert set(m["files"]) == {"model.int8.xml", "model.int8.bin", "model.fp32.xml", "model.fp32.bin", "labels.txt",
-                               "golden.npz", "README.md"}
+                               "golden.npz", "README.md", "example.png", wheel_name()}
     assert m["golden"]["images"] == 32 and len(m["class_wnids"]) == 1000
     assert m["artifacts"] == {"int8": "model.int8.xml", "fp32": "model.fp32.xml"}
     assert m["input"]["layout"] == "NCHW" and m["input"]["shape"] == [1, 3, 224, 224]
@@ -121,6 +122,29 @@ def test_random_weights_are_said_in_plain_words(tmp_path, cache_dir):
                 "--random-weights", "--out", str(tmp_path), "--cache-dir", str(cache_dir), "--json", check=True)
     m = manifest.read(tmp_path / "lite3-onnx-int8")
     assert not m["weights"]["pretrained"] and "RANDOM WEIGHTS" in m["weights"]["warning"]
-    assert set(m["files"]) == {"model.int8.onnx", "model.fp32.onnx", "labels.txt", "golden.npz", "README.md"}
+    assert set(m["files"]) == {"model.int8.onnx", "model.fp32.onnx", "labels.txt", "golden.npz", "README.md",
+                               "example.png", wheel_name()}
     assert "RANDOM WEIGHTS" in (tmp_path / "lite3-onnx-int8" / "README.md").read_text()
     assert "RANDOM WEIGHTS" in r.stderr
+
+
+def test_bundle_wheel_is_edgekit_deterministic_and_complete(default_build, tmp_path):
+    """The wheel a bundle carries: every module and data file of the package, the installed metadata (extras
+    included), the console script, a RECORD that pip checks; the same bytes when built again."""
+    import zipfile
+
+    bundle = default_build[0]
+    m = manifest.read(bundle)
+    assert m["device_install"]["wheel"] == wheel_name() and m["device_install"]["extra"] == "device-openvino"
+    assert m["device_install"]["pip"] in (bundle / "README.md").read_text()
+    again = build_wheel(tmp_path)
+    assert again.read_bytes() == (bundle / wheel_name()).read_bytes()
+    with zipfile.ZipFile(again) as z:
+        names = set(z.namelist())
+        info = wheel_name().split("-py3")[0] + ".dist-info"
+        assert {n for n, _ in package_files()} <= names
+        assert "edgekit/core/targets/arm64.toml" in names and "edgekit/device/classifier.py" in names
+        meta = z.read(f"{info}/METADATA").decode()
+        assert 'extra == "device-tflite"' in meta and "Provides-Extra: device-video" in meta
+        assert "edgekit = edgekit.cli:main" in z.read(f"{info}/entry_points.txt").decode()
+        assert len(z.read(f"{info}/RECORD").decode().splitlines()) == len(names)

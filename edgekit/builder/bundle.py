@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from edgekit import __version__
-from edgekit.builder import modelcard
+from edgekit.builder import modelcard, wheel
 from edgekit.builder.cache import Hit
 from edgekit.builder.provenance import git_commit, tool_versions
 from edgekit.builder.request import BuildRequest
@@ -35,6 +35,15 @@ def io_blocks(req: BuildRequest, tgt: Hit) -> dict:
     return doc
 
 
+def _write_example(golden: Path, dest: Path) -> str:
+    """The first golden input as a PNG: an image the model card's commands classify on the board."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.load(golden)["pixels"][0]).save(dest / manifest.EXAMPLE_IMAGE, optimize=True)
+    return manifest.EXAMPLE_IMAGE
+
+
 def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: StageLog, class_names: list[str],
                  class_wnids: list[str], mixed: dict | None = None) -> Path:
     out_root = req.out_dir
@@ -51,8 +60,11 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             for f in tgt.path.glob(Path(name).stem + ".*"):
                 shutil.copyfile(f, tmp / f.name)
         (tmp / manifest.LABELS).write_text("\n".join(class_names) + "\n")
+        example = None
         if gold.meta.get("images"):
             shutil.copyfile(gold.path / manifest.GOLDEN_FILE, tmp / manifest.GOLDEN_FILE)
+            example = _write_example(gold.path / manifest.GOLDEN_FILE, tmp)
+        wheel_file = wheel.build_wheel(tmp).name
         v = req.variant
         weights = {"origin": req.weights.origin, "sha256": req.weights.sha256, "pretrained": req.weights.pretrained}
         if not req.weights.pretrained:
@@ -63,8 +75,12 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "edgekit": {"version": __version__, "git_commit": git_commit()},
             "variant": {**v.to_dict(), "macs": arch.count_macs(v)},
-            "target": {"name": req.target.name, "format": req.target.format, "runtime": req.target.runtime,
-                       "device_install": req.target.device_install},
+            "target": {"name": req.target.name, "format": req.target.format, "runtime": req.target.runtime},
+            # the bundle installs its own device side: edgekit's wheel with the runtime's extra
+            "device_install": {"wheel": wheel_file, "extra": req.target.device_extra,
+                               "pip": f'pip install "./{wheel_file}[{req.target.device_extra}]"',
+                               **({"note": req.target.device_note} if req.target.device_note else {})},
+            "example_image": example,
             "precision": f"int8 with {len(mixed['layers'])} layer(s) in {mixed['raised_to']}"
             if mixed and mixed["layers"] else "int8",
             "mixed_precision": mixed,

@@ -6,6 +6,33 @@ def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.2f} %"
 
 
+def device_section(m: dict) -> list[str]:
+    """Commands that paste into a shell on the board, in this directory, with only the package index reachable."""
+    inst, t = m["device_install"], m["target"]
+    image = m.get("example_image") or "photo.jpg"
+    lines = ["## Run it on the board",
+             f"Copy this directory to the device (for example `scp -r {m['name']} pi@raspberrypi.local:`) or pull it "
+             "there with `edgekit pull`. It carries edgekit's own wheel; the runtime "
+             f"({t['runtime']}) comes from the package index. On the board, in this directory:", "", "```bash",
+             "python3 -m venv ~/edgekit-venv  # Debian and Raspberry Pi OS: sudo apt install python3-venv first",
+             f"~/edgekit-venv/bin/{inst['pip']}",
+             "~/edgekit-venv/bin/edgekit bench .  # latency, drift against the golden set, the INT8 verdict",
+             f"~/edgekit-venv/bin/edgekit predict . {image}",
+             "```", ""]
+    if inst.get("note"):
+        lines += [f"Instead of {t['runtime']}'s package, {inst['note']}.", ""]
+    if not m.get("example_image"):
+        lines += ["(This bundle has no golden set, so no example image: use one of yours.)", ""]
+    lines += ["From Python (`~/edgekit-venv/bin/python`), with the preprocessing that was measured:", "", "```python",
+              "import edgekit", "",
+              f"model = edgekit.load(\".\")  # verifies the bundle, opens {m['artifacts']['int8']} with {t['runtime']}",
+              f"for p in model.classify(\"{image}\", top=3):",
+              "    print(p.rank, p.name, round(p.probability, 3))", "```", "",
+              "Video files, streams and cameras: add the `device-video` extra (OpenCV) to the install line, then "
+              "`edgekit predict . --camera` or `edgekit predict . clip.mp4`.", ""]
+    return lines
+
+
 def render(m: dict) -> str:
     v, t, inp = m["variant"], m["target"], m["input"]
     val = m.get("validation") or {}
@@ -23,16 +50,7 @@ def render(m: dict) -> str:
               f"- preprocessing: shorter side to {m['preprocessing']['resize']} px "
               f"({m['preprocessing']['interpolation']}), center crop {m['preprocessing']['crop']} px",
               f"- output `{m['output']['name']}` {m['output']['shape']}: {m['output']['meaning']}", "",
-              "## Run it on the device", "```bash",
-              t["device_install"].replace("'edgekit[", "'.[") + "   # in an edgekit checkout: numpy, Pillow, runtime",
-              "edgekit bench .                                   # latency + drift against the golden set",
-              "edgekit bench . --images photos/                  # + drift on your own images",
-              "python -c \"from edgekit.device import runtimes, preprocess; from edgekit.core import bundle as M; "
-              "m = M.read('.'); "
-              "run = runtimes.open_runner(m['target']['runtime'], m['artifacts']['int8']); "
-              "x = preprocess.to_input(preprocess.pixels(preprocess.open_rgb('cat.jpg'), m['preprocessing']), "
-              "m['input']); print(m['class_names'][run(x).argmax()])\"",
-              "```", "", "## Measured"]
+              *device_section(m), "## Measured"]
     if val.get("images"):
         lines += [f"On {val['images']} images held out from calibration ({val.get('source', '')}), with "
                   f"{val['runtime']} on the build machine ({m['build_machine'].get('cpu', '?')}, "

@@ -75,9 +75,9 @@ def _explain(e: Exception, command: str) -> tuple[str, int]:
     top = (getattr(e, "name", None) or "").split(".")[0]
     if isinstance(e, ModuleNotFoundError) and top in EXTRAS:  # an install without the extra this command needs
         extra = EXTRAS[top]
-        first = "pip install torch==2.13.0 && " if extra == "build" else ""
-        return (f"`edgekit {command}` needs edgekit's {extra} extra, which this install lacks ({top} is missing): "
-                f"in an edgekit checkout, {first}pip install '.[{extra}]'", 2)
+        how = ("in an edgekit checkout, pip install torch==2.13.0 && pip install '.[build]'" if extra == "build" else
+               "pip install oras cryptography (every device extra of edgekit's wheel brings them)")
+        return f"`edgekit {command}` needs edgekit's {extra} extra, which this install lacks ({top} is missing): {how}", 2
     if isinstance(e, OSError):  # a path the system refuses
         return f"{e.strerror or _first_line(e)}" + (f": {e.filename}" if e.filename else ""), 2
     return (f"unexpected {type(e).__name__}: {_first_line(e)} (a bug in edgekit: rerun with `edgekit --debug "
@@ -92,6 +92,6 @@ def main(debug: bool) -> None:
     warnings.showwarning = _warn_line
 
 
-from edgekit.cli import bench, build, publish  # noqa: E402  (they register their commands on main)
+from edgekit.cli import bench, build, predict, publish  # noqa: E402  (they register their commands on main)
 
-__all__ = ["main", "bench", "build", "publish"]
+__all__ = ["main", "bench", "build", "predict", "publish"]

@@ -128,13 +128,29 @@ def _bench_one(bundle: Path, args: list[str], thread_list, runs, warmup, runtime
 @main.command()
 @click.option("--history", type=click.Path(dir_okay=False), default=None,
               help="History file [default: $EDGEKIT_HISTORY or ~/.local/share/edgekit/history.jsonl].")
-@click.option("--last", default=20, show_default=True, help="Show the most recent N runs.")
-def report(history, last) -> None:
-    """Compare bench runs across devices and days (from the history file)."""
+@click.option("--runs", "show_runs", is_flag=True, help="List the most recent runs one by one instead.")
+@click.option("--last", default=20, show_default=True, help="With --runs: how many.")
+@click.option("--bundle", "bundle_name", default=None, help="Only runs of this bundle (its name, e.g. lite0-arm64-int8).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Also draw p50 latency per device and precision to this PNG.")
+def report(history, show_runs, last, bundle_name, plot) -> None:
+    """Compare bench runs across devices (from the history file): per bundle and device, its latest run's p50
+    INT8 and FP32, the speed-up, the agreement, temperature and throttling."""
+    from edgekit.device import compare
     from edgekit.device import history as history_mod
 
+    if plot and not Path(plot).resolve().parent.is_dir():
+        raise UsageError(f"--plot {plot}: its directory does not exist")
     runs = history_mod.read_history(Path(history) if history else None)
+    if bundle_name:
+        runs = [r for r in runs if r["bundle"]["name"] == bundle_name]
     if not runs:
-        raise DeviceError(f"no bench runs recorded in {history or history_mod.history_path()}; run edgekit bench "
-                          "first")
-    click.echo(render.history_table(runs[-last:]))
+        raise DeviceError(f"no bench runs{' of ' + bundle_name if bundle_name else ''} recorded in "
+                          f"{history or history_mod.history_path()}; run edgekit bench first")
+    if show_runs:
+        click.echo(render.history_table(runs[-last:]))
+    table = compare.rows(runs)
+    if not show_runs:
+        click.echo(render.compare_table(table))
+    if plot:
+        click.echo(f"wrote {compare.plot(table, Path(plot))}", err=True)

@@ -77,9 +77,36 @@ def analysis_table(r: dict, top: int) -> str:
     return "\n".join(lines)
 
 
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def fingerprint_lines(r: dict) -> list[str]:
+    fp = r.get("fingerprint")
+    if not fp:
+        return []
+    feats = ", ".join(f"{k} {_yes(v)}" for k, v in fp["int8_features"].items()) or "unknown"
+    f = fp["cpufreq"]
+    freq = (f"{f['min_mhz']}-{f['max_mhz']} MHz" if f.get("max_mhz") else "no cpufreq") + \
+        (f", governor {f['governor']}" if f.get("governor") else "")
+    th = r.get("thermal") or {}
+    temps = [(th.get(k) or {}).get("temperature_c") for k in ("before", "after")]
+    heat = "temperature " + " -> ".join("?" if t is None else f"{t:.1f} C" for t in temps) if any(
+        t is not None for t in temps) else "no temperature sensor"
+    flags = (th.get("after") or {}).get("throttled")
+    heat += f", throttled flags {flags['raw']}" if flags else ""
+    mem = fp["memory"].get("total_mb")
+    lines = [f"  device: {fp['board'] or 'unknown board'}; {fp['cpu']}"
+             + (f" (part {fp['cpu_part']})" if fp.get("cpu_part") else "") + f"; int8 instructions: {feats}",
+             f"  clock {freq}; {heat}" + (f"; memory {mem / 1024:.1f} GiB" if mem else "")]
+    lines += [f"  warning: {w}" for w in r.get("run_warnings") or []]
+    return lines
+
+
 def bench_table(r: dict) -> str:
     lines = [f"bench {r['bundle']['name']} on {r['device']['cpu']} ({r['device']['arch']}, "
              f"{r['device']['cores']} cores), {r['device']['runtime']} {r['device']['runtime_version']}",
+             *fingerprint_lines(r),
              f"  {'threads':>7} {'precision':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'min ms':>8} "
              f"{'first ms':>9} {'GMAC/s':>7}"]
     for t, per in r["latency"].items():
@@ -111,6 +138,8 @@ def bench_table(r: dict) -> str:
                      f"top-5 {100 * im['top5_fp32']:.2f} % -> {100 * im['top5_int8']:.2f} %")
         lines.append(line)
     lines.append(f"  peak resident memory {r['peak_rss_mb']:.0f} MB")
+    if r.get("verdict"):
+        lines.append(r["verdict"]["line"])
     return "\n".join(lines)
 
 
@@ -129,6 +158,19 @@ def history_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compare_table(rows: list[dict]) -> str:
+    lines = [f"{'bundle':18} {'device':44} {'runtime':15} {'thr':>3} {'int8 p50':>9} {'fp32 p50':>9} {'speedup':>7} "
+             f"{'agree':>7} {'max temp':>8} {'throttled':>9}  runs"]
+    for r in rows:
+        agree = "" if r["agreement"] is None else f"{100 * r['agreement']:6.2f}%"
+        temp = "" if r["max_temperature_c"] is None else f"{r['max_temperature_c']:6.1f} C"
+        lines.append(f"{r['bundle'][:18]:18} {r['device'][:44]:44} {r['runtime'][:15]:15} {r['threads']:>3} "
+                     f"{r['int8_p50_ms']:6.2f} ms {r['fp32_p50_ms']:6.2f} ms {r['speedup']:6.2f}x {agree:>7} "
+                     f"{temp:>8} {r['throttled'] or '':>9}  {r['runs']}"
+                     + ("" if r["comparable"] else "  not comparable (see the run's warnings)"))
+    return "\n".join(lines)
+
+
 def store_table(rows: list[dict]) -> str:
     lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7}  created"]
     for r in rows:
@@ -139,3 +181,30 @@ def store_table(rows: list[dict]) -> str:
                      f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7}  "
                      f"{r.get('org.opencontainers.image.created', '')}")
     return "\n".join(lines)
+
+
+def predictions_table(result) -> str:
+    head = result.input if result.frame is None else f"{result.input} frame {result.frame}"
+    rows = [f"  {p.rank:>2}  {p.probability:6.3f}  {p.wnid or '':10} {p.name}" for p in result.predictions]
+    return "\n".join([head, *rows])
+
+
+def frame_line(result) -> str:
+    return f"frame {result.frame:>5}: " + ", ".join(f"{p.name} {p.probability:.3f}" for p in result.predictions)
+
+
+def live_line(summary, result) -> str:
+    rate = summary.classified / summary.seconds if summary.seconds > 0 else 0.0
+    top = result.predictions[0]
+    return f"{summary.read} frames, {rate:5.1f} frames/s classified, top-1: {top.name} ({top.probability:.2f})"
+
+
+def predict_summary(s: dict) -> str:
+    unit = "images" if s["kind"] == "image" else "frames"
+    rate = f" ({s['per_second']:.1f} {unit}/s)" if s["per_second"] else ""
+    line = f"summary of {s['source']}: {s['read']} {unit} read, {s['classified']} classified in {s['seconds']:.2f} s{rate}"
+    if s["failed"]:
+        line += f", {s['failed']} unreadable"
+    if s["latency_ms"]:
+        line += "; p50/p90 ms: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p90']:.1f}" for k, v in s["latency_ms"].items())
+    return line

@@ -17,6 +17,7 @@ MANIFEST = "manifest.json"
 LABELS = "labels.txt"
 GOLDEN_FILE = "golden.npz"  # preprocessed validation inputs with PyTorch's FP32 logits (the board's self-check)
 MODEL_CARD = "README.md"
+EXAMPLE_IMAGE = "example.png"  # the first golden input, for the model card's commands
 
 
 def bundle_name(variant: str, target: str) -> str:

@@ -16,8 +16,9 @@ import numpy as np
 from edgekit.core import bundle as manifest
 from edgekit.core import contract
 from edgekit.core.bundle import GOLDEN_FILE
-from edgekit.device import imagesets, metrics, preprocess, runtimes
+from edgekit.device import fingerprint, imagesets, metrics, preprocess, runtimes
 from edgekit.device.system import device_info
+from edgekit.device.verdict import verdict
 from edgekit.errors import BenchError
 from edgekit.progress import Progress, no_progress
 
@@ -130,6 +131,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         crop = m["preprocessing"]["crop"]
         px = np.full((1, crop, crop, 3), 128, np.uint8)
     x = {p: preprocess.to_input(px, contract.from_manifest(m, p)) for p in ("int8", "fp32")}
+    fp, before = fingerprint.fingerprint(), fingerprint.thermal()
     lat = {}
     for t in threads:
         tick = progress(f"latency: {t} thread(s), int8 and fp32 interleaved", runs, "run")
@@ -137,14 +139,22 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         for p in lat[str(t)].values():
             p["gmac_per_s"] = m["variant"]["macs"] / (p["p50_ms"] / 1e3) / 1e9
         lat[str(t)]["int8_speedup"] = lat[str(t)]["fp32"]["p50_ms"] / lat[str(t)]["int8"]["p50_ms"]
+    after = fingerprint.thermal()  # the latency runs are what heat and throttling spoil
     progress("drift: golden set", None)
     golden = golden_drift(bundle, m, rt, golden_limit)
+    run_warnings = fingerprint.run_warnings(fp, before, after)
     report = {
         "kind": "edgekit-bench",
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "bundle": {"name": m["name"], "path": str(bundle.resolve()), "variant": m["variant"]["name"],
-                   "target": m["target"]["name"], "manifest_sha256": manifest.file_sha256(bundle / manifest.MANIFEST)},
+                   "target": m["target"]["name"], "manifest_sha256": manifest.file_sha256(bundle / manifest.MANIFEST),
+                   "fp32_artifact": m["artifacts"]["fp32"]},
         "device": device_info(rt),
+        "fingerprint": fp,
+        "thermal": {"before": before, "after": after},
+        # runs with these are not comparable with others (clock scaling, throttling, heat)
+        "run_warnings": run_warnings,
+        "comparable": not run_warnings,
         "settings": {"threads": threads, "runs": runs, "warmup": warmup, "batch": 1},
         "latency": lat,
         "golden": golden,
@@ -157,4 +167,5 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         progress(f"drift: images in {images}", None)
         report["images"] = image_drift(bundle, m, rt, Path(images), samples)
     report["peak_rss_mb"] = _peak_rss_mb()
+    report["verdict"] = verdict(report)
     return report

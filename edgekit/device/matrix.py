@@ -37,7 +37,17 @@ def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
             "speedup": lat["int8_speedup"], "top1_fp32": top1[0], "top1_int8": top1[1], "agreement": top1[2],
             "int8_gmac_per_s": lat["int8"]["gmac_per_s"], "top1_source": top1[3],
             "random_weights": not manifest["weights"]["pretrained"], "threads": int(threads),
-            "measured": report.get("time"), "caveat": val.get("caveat")}
+            "measured": report.get("time"), "caveat": val.get("caveat"), "verdict": _short_verdict(report)}
+
+
+def _short_verdict(report: dict) -> str | None:
+    """The verdict in a table cell: which artifact to ship here, and why not INT8 when not."""
+    v = report.get("verdict")
+    if not v:
+        return None
+    if v["clearly_faster"]:
+        return "INT8 pays off"
+    return "FP32: INT8 not clearly faster" + (f" ({'; '.join(v['causes'])})" if v["causes"] else "")
 
 
 def _fmt(v, pct=False) -> str:
@@ -48,12 +58,12 @@ def _fmt(v, pct=False) -> str:
 
 def markdown(rows: list[dict], title: str) -> str:
     lines = [f"# {title}", "", "| variant | INT8 size | FP32 p50 | INT8 p50 | speed-up | top-1 FP32 | top-1 INT8 | "
-             "agreement | INT8 GMAC/s |", "|---|---|---|---|---|---|---|---|---|"]
+             "agreement | INT8 GMAC/s | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = r["variant"] + (" (random weights)" if r["random_weights"] else "")
         lines.append(f"| {name} | {r['size_mb']:.2f} MB | {r['fp32_p50_ms']:.2f} ms | {r['int8_p50_ms']:.2f} ms | "
                      f"{r['speedup']:.2f}x | {_fmt(r['top1_fp32'], True)} | {_fmt(r['top1_int8'], True)} | "
-                     f"{_fmt(r['agreement'], True)} | {r['int8_gmac_per_s']:.1f} |")
+                     f"{_fmt(r['agreement'], True)} | {r['int8_gmac_per_s']:.1f} | {r.get('verdict') or '—'} |")
     lines += ["", "Top-1 from: " + "; ".join(sorted({f"{r['variant']}: {r['top1_source']}" for r in rows}))]
     caveats = sorted({r["caveat"] for r in rows if r.get("caveat")})
     lines += [f"Note: the agreement figures were {c}" for c in caveats]

@@ -96,8 +96,8 @@ def bench(dev: Device, bundle: Path, manifest_sha256: str, bench_args: list[str]
     exe = shlex.quote(remote_edgekit) if " " not in remote_edgekit else remote_edgekit
     r = _ssh(dev, f"{exe} --version", timeout=CONNECT_TIMEOUT_S * 3)
     if r.returncode == 127:
-        raise RemoteError(f"edgekit is not installed on {dev.url} ({_last_line(r.stderr)}); on the board: "
-                          "pip install '.[device-openvino]' (or device-onnx), or pass --remote-edgekit PATH")
+        raise RemoteError(f"edgekit is not installed on {dev.url} ({_last_line(r.stderr)}): install it there "
+                          f"from the bundle's wheel as {bundle.name}/README.md says, or pass --remote-edgekit PATH")
     _check(dev, r, "checking for edgekit")
     # content-addressed remote directory: a bundle already copied is reused, a changed one gets a fresh place
     remote = f"{remote_root.rstrip('/')}/{bundle.name}-{manifest_sha256[:16]}"

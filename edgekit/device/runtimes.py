@@ -21,7 +21,7 @@ def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool) -> Runne
     try:
         import onnxruntime as ort
     except ImportError:
-        raise RuntimeMissing("onnxruntime is not installed: in an edgekit checkout, pip install '.[device-onnx]'") \
+        raise RuntimeMissing("onnxruntime is not installed: pip install onnxruntime (edgekit's device-onnx extra)") \
             from None
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -36,7 +36,7 @@ def _openvino(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
     try:
         import openvino as ov
     except ImportError:
-        raise RuntimeMissing("openvino is not installed: in an edgekit checkout, pip install '.[device-openvino]'") \
+        raise RuntimeMissing("openvino is not installed: pip install openvino (edgekit's device-openvino extra)") \
             from None
     config: dict = {}
     if fp32_reference:
@@ -62,8 +62,8 @@ def tflite_interpreter_class():
 
         return Interpreter, "tflite-runtime"
     except ImportError:
-        raise RuntimeMissing("no TFLite runtime is installed: in an edgekit checkout, pip install '.[device-tflite]' "
-                             "(ai-edge-litert), or tflite-runtime") from None
+        raise RuntimeMissing("no TFLite runtime is installed: pip install ai-edge-litert (edgekit's device-tflite "
+                             "extra), or tflite-runtime") from None
 
 
 

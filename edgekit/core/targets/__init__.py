@@ -19,12 +19,13 @@ class Target:
     format: str
     backend: str
     runtime: str
-    device_install: str
+    device_extra: str  # the extra of edgekit's wheel that brings this target's runtime to a board
     input_contract: str  # of the INT8 artifact (core/contract.py CONTRACTS)
     route: str = "onnx"  # the package edgekit.builder.<route> that makes its artifacts: "onnx" or "litert"
     fp32_input_contract: str | None = None  # when the FP32 reference takes another input than the INT8 artifact
     calibration_method: str = "minmax"  # what `edgekit build` uses for this target unless --method says otherwise
     notes: str = ""
+    device_note: str = ""  # said beside the device install (e.g. an older runtime that also works)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,71 @@
+"""`edgekit report`: bench runs compared across devices, one row per bundle and device (its latest run), with the
+INT8 speed-up, its agreement and whether heat or clock scaling spoiled the run; `--plot` draws them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.device.verdict import agreement, verdict
+from edgekit.errors import RuntimeMissing
+
+
+def device_name(report: dict) -> str:
+    fp = report.get("fingerprint") or {}
+    cpu = fp.get("cpu") or report["device"].get("cpu") or report["device"].get("arch")
+    board = fp.get("board")
+    return f"{board} ({cpu})" if board and cpu not in board else (board or cpu)
+
+
+def rows(runs: list[dict]) -> list[dict]:
+    """Latest run per (bundle, device, runtime), in order of first appearance; `runs` counts them all."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        key = (r["bundle"]["name"], device_name(r), r["device"].get("runtime_package") or r["device"]["runtime"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (bundle, device, runtime), reports in groups.items():
+        last = reports[-1]
+        v = last.get("verdict") or verdict(last)  # runs recorded before the verdict existed
+        lat = last["latency"][str(v["threads"])]
+        th = last.get("thermal") or {}
+        temps = [t for t in ((th.get(k) or {}).get("temperature_c") for k in ("before", "after")) if t is not None]
+        flags = (th.get("after") or {}).get("throttled")
+        out.append({"bundle": bundle, "device": device, "runtime": runtime, "threads": v["threads"],
+                    "int8_p50_ms": lat["int8"]["p50_ms"], "fp32_p50_ms": lat["fp32"]["p50_ms"],
+                    "speedup": v["speedup"], "agreement": agreement(last)[0], "int8_pays_off": v["clearly_faster"],
+                    "max_temperature_c": max(temps) if temps else None,
+                    "throttled": flags["raw"] if flags else None,
+                    "comparable": last.get("comparable", True), "runs": len(reports), "time": last["time"]})
+    return out
+
+
+def plot(table: list[dict], path: Path) -> Path:
+    """p50 latency per device and precision, grouped by bundle; written atomically."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeMissing("--plot needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['bundle']}\n{r['device'][:40]}" + ("" if r["comparable"] else " (!)") for r in table]
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.55 * len(table)), dpi=120)
+    ys = range(len(table))
+    for prec, dy in (("fp32", 0.2), ("int8", -0.2)):
+        ax.barh([y + dy for y in ys], [r[f"{prec}_p50_ms"] for r in table], height=0.4, label=prec.upper())
+    for y, r in zip(ys, table):
+        ax.annotate(f"{r['speedup']:.2f}x", (r["int8_p50_ms"], y - 0.2), xytext=(3, -3),
+                    textcoords="offset points", fontsize=7)
+    ax.set_yticks(list(ys), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency, p50 batch 1 (ms)")
+    ax.set_title("edgekit bench: INT8 and FP32 per device" + ("\n(!) not comparable: throttling, heat or clock "
+                 "scaling during the run" if not all(r["comparable"] for r in table) else ""), fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,128 @@
+"""`edgekit predict`: classify images, video files, streams and cameras with a bundle, timing each step.
+
+Images: decode, prepare (resize, crop, input contract), inference. Frames: capture (read and decode by the source),
+prepare, inference. A source that stops raises StreamError carrying the summary of what was processed so far.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from edgekit.device.classifier import Classifier, Prediction
+from edgekit.device.frames import FrameSource
+from edgekit.device.imagesets import IMAGE_SUFFIXES, list_images
+from edgekit.errors import EdgekitError, StreamError
+
+STEPS = {"image": ("decode", "prepare", "inference"), "frame": ("capture", "prepare", "inference")}
+
+
+@dataclass
+class Result:
+    input: str
+    predictions: list[Prediction]
+    timing_ms: dict[str, float]
+    frame: int | None = None
+
+    def to_dict(self) -> dict:
+        d = {"input": self.input, **({"frame": self.frame} if self.frame is not None else {}),
+             "predictions": [p.to_dict() for p in self.predictions], "timing_ms": self.timing_ms}
+        return d
+
+
+@dataclass
+class Summary:
+    kind: str  # "image" or "frame"
+    source: str
+    read: int = 0  # images or frames read
+    classified: int = 0
+    failed: list[str] = field(default_factory=list)  # unreadable images
+    seconds: float = 0.0
+    times: dict[str, list[float]] = field(default_factory=dict)
+    stopped: str | None = None  # why a live source ended early
+
+    def add(self, timing_ms: dict[str, float]) -> None:
+        self.classified += 1
+        for k, v in timing_ms.items():
+            self.times.setdefault(k, []).append(v)
+
+    def to_dict(self) -> dict:
+        lat = {k: {"p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90))}
+               for k, v in self.times.items() if v}
+        return {"kind": self.kind, "source": self.source, "read": self.read, "classified": self.classified,
+                "failed": len(self.failed), "first_failed": self.failed[:3], "seconds": self.seconds,
+                "per_second": self.classified / self.seconds if self.seconds > 0 else None,
+                "latency_ms": lat, "stopped": self.stopped}
+
+
+def image_paths(inputs: Iterable[Path]) -> list[Path]:
+    """Image files in the given order; directories expand to their images, sorted."""
+    out: list[Path] = []
+    for p in inputs:
+        out += list_images(p) if p.is_dir() else [p]
+    return out
+
+
+def is_image(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _ms(t0: float, t1: float) -> float:
+    return (t1 - t0) * 1e3
+
+
+def images(model: Classifier, paths: list[Path], top: int, summary: Summary) -> Iterator[Result]:
+    """One Result per readable image; unreadable ones are counted in `summary.failed` and skipped."""
+    start = time.perf_counter()
+    for path in paths:
+        summary.read += 1
+        t0 = time.perf_counter()
+        try:
+            img = model.decode(path)
+        except EdgekitError:
+            summary.failed.append(str(path))
+            continue
+        t1 = time.perf_counter()
+        x = model.prepare(img)
+        t2 = time.perf_counter()
+        logits = model.run(x)
+        t3 = time.perf_counter()
+        timing = {"decode": _ms(t0, t1), "prepare": _ms(t1, t2), "inference": _ms(t2, t3)}
+        summary.add(timing)
+        summary.seconds = time.perf_counter() - start
+        yield Result(str(path), model.predictions(logits[0], top), timing)
+
+
+def frames(model: Classifier, source: FrameSource, top: int, every: int, summary: Summary,
+           max_frames: int | None = None, clock: Callable[[], float] = time.perf_counter) -> Iterator[Result]:
+    """Every `every`-th frame of `source` classified, until it ends (or `max_frames` are read). A live source
+    that stops raises StreamError after `summary` is complete."""
+    start = clock()
+    try:
+        while max_frames is None or summary.read < max_frames:
+            t0 = clock()
+            try:
+                frame = source.read()
+            except StreamError as e:
+                summary.stopped = str(e)
+                raise
+            if frame is None:
+                break
+            t1 = clock()
+            summary.read += 1
+            if (summary.read - 1) % every:
+                continue
+            x = model.prepare(frame)
+            t2 = clock()
+            logits = model.run(x)
+            t3 = clock()
+            timing = {"capture": _ms(t0, t1), "prepare": _ms(t1, t2), "inference": _ms(t2, t3)}
+            summary.add(timing)
+            summary.seconds = clock() - start
+            yield Result(source.name, model.predictions(logits[0], top), timing, frame=summary.read - 1)
+    finally:
+        summary.seconds = clock() - start
+        source.close()

@@ -1,0 +1,215 @@
+"""`edgekit predict` and `edgekit.load(...).classify`: images on every target give the top-1 the golden set records,
+video frames give what the same still images give, and bad input ends in one line with the summary so far."""
+import json
+import re
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import edgekit
+from edgekit.device import predict as predict_mod
+from edgekit.errors import ImageError, ManifestError, StreamError, UsageError
+
+from .conftest import SAMPLE, needs_shared, run_cli
+
+
+def _json_lines(stdout: str) -> tuple[list[dict], dict]:
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    assert "summary" in lines[-1], lines[-1]
+    return lines[:-1], lines[-1]["summary"]
+
+
+@pytest.mark.parametrize("target", ["x86", "onnx", "arm64"])
+def test_predict_gives_the_golden_top1_on_every_target(sample_builds, target):
+    bundle, _ = sample_builds[target]
+    g = np.load(bundle / "golden.npz")
+    paths = [SAMPLE / str(i) for i in g["ids"]]  # the photographs the golden inputs were made from
+    assert len(paths) == 32 and all(p.is_file() for p in paths)
+    model = edgekit.load(bundle)
+    for p, px in zip(paths, g["pixels"]):  # one preprocessing path: predict feeds what the golden set recorded
+        assert np.array_equal(model.pixels(p), px), p
+    expected = model.infer(g["pixels"]).argmax(1).tolist()  # the INT8 artifact on the golden inputs
+    r = run_cli("predict", str(bundle), *map(str, paths), "--json", "--top", "1", check=True)
+    results, summary = _json_lines(r.stdout)
+    assert [x["input"] for x in results] == [str(p) for p in paths]
+    assert [x["predictions"][0]["index"] for x in results] == expected
+    assert summary["classified"] == 32 and set(summary["latency_ms"]) == {"decode", "prepare", "inference"}
+    assert [p[0].index for p in model.classify_batch(paths[:8], top=1)] == expected[:8]
+    # the FP32 artifact gives the top-1 of PyTorch's FP32 logits that the golden set records
+    fp32 = edgekit.load(bundle, precision="fp32")
+    assert [fp32.classify(p, top=1)[0].index for p in paths] == g["torch_logits"].argmax(1).tolist()
+
+
+def test_classify_takes_paths_pil_images_and_arrays(default_build, tmp_path):
+    bundle = default_build[0]
+    model = edgekit.load(bundle)
+    path = bundle / "example.png"
+    top5 = model.classify(path)
+    im = Image.open(path).convert("RGB")
+    assert model.classify(im) == top5 == model.classify(np.asarray(im))
+    assert [p.rank for p in top5] == [1, 2, 3, 4, 5]
+    probs = [p.probability for p in top5]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    best = top5[0]
+    assert best.name == model.class_names[best.index] and best.wnid == model.class_wnids[best.index]
+    assert model.contract == model.manifest["input"] and model.runtime == "openvino"
+    with pytest.raises(ImageError, match="HxWx3 uint8"):
+        model.classify(np.zeros((10, 10), np.uint8))
+    with pytest.raises(UsageError, match="int8 or fp32"):
+        edgekit.load(bundle, precision="int4")
+    tampered = tmp_path / "t"
+    shutil.copytree(bundle, tampered)
+    data = bytearray((tampered / "model.int8.bin").read_bytes())
+    data[100] ^= 0xFF
+    (tampered / "model.int8.bin").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="does not match its sha256"):
+        edgekit.load(tampered)
+
+
+@pytest.fixture()
+def clip(tmp_path) -> dict:
+    """A lossless video (FFV1) of 8 sample photographs at 320x256, and the same frames as PNG stills."""
+    if not SAMPLE.is_dir():
+        pytest.skip("../shared/data/imagenet-sample is absent")
+    frames = [np.asarray(Image.open(p).convert("RGB").resize((320, 256))) for p in sorted(SAMPLE.iterdir())[:8]]
+    stills = []
+    for i, f in enumerate(frames):
+        stills.append(tmp_path / f"{i}.png")
+        Image.fromarray(f).save(stills[-1])
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 10, (320, 256))
+    for f in frames:
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    return {"video": video, "stills": stills}
+
+
+def test_predict_on_a_video_matches_the_still_images(default_build, clip):
+    bundle = str(default_build[0])
+    still, _ = _json_lines(run_cli("predict", bundle, *map(str, clip["stills"]), "--json", check=True).stdout)
+    r = run_cli("predict", bundle, str(clip["video"]), "--json", check=True)
+    frames, summary = _json_lines(r.stdout)
+    assert [f["frame"] for f in frames] == list(range(8))
+    assert [f["predictions"][0]["index"] for f in frames] == [s["predictions"][0]["index"] for s in still]
+    assert summary["read"] == summary["classified"] == 8 and summary["per_second"] > 0
+    assert set(summary["latency_ms"]) == {"capture", "prepare", "inference"}
+    assert f"summary of {clip['video']}: 8 frames read, 8 classified" in r.stderr and "frames/s" in r.stderr
+    # every 3rd frame; as text off a terminal, one line per classified frame
+    r = run_cli("predict", bundle, str(clip["video"]), "--every", "3", "--top", "1", check=True)
+    lines = r.stdout.strip().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["frame     0", "frame     3", "frame     6"]
+    assert lines[1].split(": ")[1].rsplit(" ", 1)[0] == still[3]["predictions"][0]["name"]
+    assert "8 frames read, 3 classified" in r.stderr
+
+
+def _serve_cut(data: bytes, cut: int) -> ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1 that sends the first `cut` bytes of `data` and drops the connection: a stream
+    that stops."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.end_headers()
+            self.wfile.write(data[:cut])
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_stream_that_stops_ends_with_the_summary_and_one_error(default_build, clip):
+    data = clip["video"].read_bytes()
+    server = _serve_cut(data, len(data) * 5 // 8)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+        r = run_cli("predict", str(default_build[0]), url, "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    frames, summary = _json_lines(r.stdout)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1 and "stopped sending frames" in errors[0], r.stderr
+    assert 0 < len(frames) < 8 and summary["classified"] == len(frames) and summary["stopped"]
+    assert "Traceback" not in r.stderr
+
+
+def test_frames_api_keeps_the_summary_when_a_source_stops(default_build):
+    class Stops:
+        name = "fake camera"
+
+        def __init__(self):
+            self.n, self.closed = 0, False
+
+        def read(self):
+            self.n += 1
+            if self.n > 3:
+                raise StreamError("fake camera stopped sending frames after 3")
+            return np.full((240, 320, 3), 40 * self.n, np.uint8)
+
+        def close(self):
+            self.closed = True
+
+    model, source = edgekit.load(default_build[0]), Stops()
+    summary = predict_mod.Summary("frame", source.name)
+    got = []
+    with pytest.raises(StreamError):
+        for result in predict_mod.frames(model, source, 2, 1, summary):
+            got.append(result)
+    assert len(got) == 3 and summary.to_dict()["classified"] == 3 and source.closed
+    assert summary.stopped == "fake camera stopped sending frames after 3"
+
+
+def test_predict_refuses_bad_input_in_one_line(default_build, tmp_path):
+    bundle = str(default_build[0])
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    cases = [([], "give images"), ([str(tmp_path / "missing.jpg")], "no such file"),
+             ([str(tmp_path / "notes.txt")], "neither an image"), (["--camera", "7"], "no camera at index 7"),
+             ([str(tmp_path / "nothing.mp4"), "--top", "0"], "at least 1")]
+    for args, message in cases:
+        r = run_cli("predict", bundle, *args)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (args, r.stderr)
+    # an unreadable image among readable ones: their results, the summary, then one error line
+    good = str(Path(bundle) / "example.png")
+    r = run_cli("predict", bundle, good, str(tmp_path / "broken.jpg"), good, "--json")
+    results, summary = _json_lines(r.stdout)
+    assert len(results) == 2 and summary["failed"] == 1 and summary["read"] == 3
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: 1 of 3 images could not be read")
+
+
+@needs_shared
+def test_predict_on_a_directory(default_build):
+    r = run_cli("predict", str(default_build[0]), str(SAMPLE), "--top", "2", check=True)
+    blocks = r.stdout.strip().split("\n" + str(SAMPLE))
+    assert len(blocks) == len(list(SAMPLE.iterdir())) and "500 images read, 500 classified" in r.stderr
+
+
+def test_the_model_card_pasted_into_a_fresh_venv_runs_bench_predict_and_the_api(device_venv):
+    """conftest.device_venv ran the card's bash block as written; here its output, and its Python block."""
+    out, bundle = device_venv.card.stdout, device_venv.bundle
+    expected = edgekit.load(bundle).classify(bundle / "example.png", top=3)
+    assert "\nverdict: INT8 is " in out and "int8 instructions:" in out
+    assert f"   1  {expected[0].probability:6.3f}  {expected[0].wnid:10} {expected[0].name}" in out
+    block = re.findall(r"```python\n(.*?)```", device_venv.card_text, re.S)
+    assert len(block) == 1
+    r = subprocess.run([str(device_venv.venv / "bin" / "python"), "-c", block[0]], capture_output=True, text=True,
+                       cwd=bundle, env=device_venv.env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{p.rank} {p.name} {round(p.probability, 3)}" for p in expected]
+    # the venv has the device side only
+    r = subprocess.run([str(device_venv.venv / "bin" / "python"), "-c", "import importlib.util as u; "
+                        "print([m for m in ('torch', 'onnx', 'cv2') if u.find_spec(m)])"], capture_output=True,
+                       text=True, check=True)
+    assert r.stdout.strip() == "[]"
