@@ -6,9 +6,12 @@ cli (the command line). docs/design.md tells the story."""
 __version__ = "0.2.0"
 
 
-def load(bundle, precision: str = "int8", threads: int | None = None, runtime: str = "auto"):
-    """A bundle as a classifier: verified, opened with its runtime. `edgekit.load("lite0-arm64-int8").classify(
-    "cat.jpg")` gives the top-5 classes. See edgekit.device.classifier.Classifier."""
-    from edgekit.device.classifier import load as _load
 
-    return _load(bundle, precision, threads, runtime)
+def __getattr__(name: str):
+    """`edgekit.load(BUNDLE)` (edgekit.device.classifier.load), imported on first use: the command line and the build
+    side do not pay for numpy and Pillow when they do not need them."""
+    if name == "load":
+        from edgekit.device.classifier import load
+
+        return load
+    raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

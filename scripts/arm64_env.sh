@@ -42,9 +42,7 @@ for entry in "${SITES[@]}"; do
     if [ -f "$marker" ] && [ "$(cat "$marker")" = "$pkgs" ]; then continue; fi
     rm -rf "$ROOT/opt/$site.tmp"
     # shellcheck disable=SC2086  # the package list is meant to split
-    python3 -m pip install -q --target "$ROOT/opt/$site.tmp" --only-binary=:all: --python-version 3.11 \
-        --implementation cp --abi cp311 --platform manylinux_2_34_aarch64 --platform manylinux_2_28_aarch64 \
-        --platform manylinux_2_27_aarch64 --platform manylinux2014_aarch64 --platform any $pkgs
+    bash "$(dirname "$0")/arm64_pip.sh" "$ROOT/opt/$site.tmp" $pkgs
     rm -rf "$ROOT/opt/$site"
     mv "$ROOT/opt/$site.tmp" "$ROOT/opt/$site"
     echo "$pkgs" > "$marker"

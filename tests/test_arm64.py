@@ -1,8 +1,10 @@
 """The device side on an emulated arm64 Debian 12 (the Raspberry Pi OS base) with only numpy, Pillow and a runtime:
 the same bundle gives the same predictions there as on x86, as a Raspberry Pi 4 (Cortex-A72, no dot product) and
 as a Pi 5 (Cortex-A76, dot product: XNNPACK's other int8 kernels). The userspace comes from scripts/arm64_env.sh
-(.ci/run builds it; about a minute, cached): opt/site has ai-edge-litert and onnxruntime, opt/site-tflite214
-tflite-runtime 2.14 with numpy<2. edgekit itself comes from the wheel the bundle carries, not from the checkout."""
+(.ci/run builds it; about a minute, cached). With ai-edge-litert, the board's packages are what the bundle's model
+card installs: its wheel with the device-tflite extra, resolved from the index for aarch64 (scripts/arm64_pip.sh;
+the emulated board cannot run pip itself). With tflite-runtime 2.14 (numpy<2, opt/site-tflite214) and onnxruntime
+(opt/site), edgekit comes from the bundle's wheel too, never from the checkout."""
 import json
 import os
 import shutil
@@ -37,7 +39,6 @@ LOGITS = """
 import sys, numpy as np
 from pathlib import Path
 from edgekit.core import contract
-from edgekit import load as edgekit_load
 from edgekit.core import bundle as manifest
 from edgekit.device import preprocess
 from edgekit.device import runtimes
@@ -48,11 +49,11 @@ np.save(sys.argv[2], np.concatenate([run(x[i:i + 1]) for i in range(len(x))]))
 """
 
 
-def _emulated(site: str, args: list[str], tmp_path: Path, board: str = "pi4",
-              edgekit: Path | str = REPO) -> subprocess.CompletedProcess:
+def _emulated(path: list, args: list[str], tmp_path: Path, board: str = "pi4") -> subprocess.CompletedProcess:
+    """The board's python with only `path` on its PYTHONPATH."""
     root, cpu = BOARDS[board][:2]
-    env = {**os.environ, "QEMU_CPU": cpu, "PYTHONPATH": f"{ROOT / 'opt' / site}:{edgekit}",
-           "EDGEKIT_HISTORY": str(tmp_path / f"{site}.jsonl")}
+    env = {**os.environ, "QEMU_CPU": cpu, "PYTHONPATH": ":".join(map(str, path)),
+           "EDGEKIT_HISTORY": str(tmp_path / "history.jsonl")}
     return subprocess.run(["qemu-aarch64-static", "-L", str(root), str(root / "usr/bin/python3"), *args],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
 
@@ -65,7 +66,7 @@ def _need(site: str, board: str = "pi4") -> None:
 
 
 def _bundle_wheel(bundle: Path, dest: Path) -> Path:
-    """edgekit from the wheel the bundle carries (pure Python, so the host's pip can unpack it for the board)."""
+    """edgekit alone from the wheel the bundle carries (pure Python, so the host's pip unpacks it for the board)."""
     m = manifest.read(bundle)
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(dest),
                         str(bundle / m["device_install"]["wheel"])], capture_output=True, text=True)
@@ -73,16 +74,32 @@ def _bundle_wheel(bundle: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="module")
+def board_site(arm64_bundle, tmp_path_factory) -> Path:
+    """The model card's install, for the board: `pip install "./WHEEL[device-tflite]"`, aarch64 wheels from the
+    index, into one directory (the board's only PYTHONPATH)."""
+    _need("site")
+    m = manifest.read(arm64_bundle)
+    dest = tmp_path_factory.mktemp("board-site")
+    requirement = f"{arm64_bundle / m['device_install']['wheel']}[{m['device_install']['extra']}]"
+    assert m["device_install"]["pip"] == f'pip install "./{m["device_install"]["wheel"]}[{m["device_install"]["extra"]}]"'
+    r = subprocess.run(["bash", str(REPO / "scripts" / "arm64_pip.sh"), str(dest), requirement],
+                       capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return dest
+
+
 @pytest.mark.parametrize("package, board", [("ai-edge-litert", "pi4"), ("tflite-runtime", "pi4"),
                                             ("ai-edge-litert", "pi5"), ("tflite-runtime", "pi5")])
-def test_tflite_bundle_on_emulated_arm64_matches_x86(arm64_bundle, package, board, tmp_path):
+def test_tflite_bundle_on_emulated_arm64_matches_x86(arm64_bundle, board_site, package, board, tmp_path):
     """The fully-integer .tflite on a Pi-like arm64 (XNNPACK) predicts what it predicts on x86; predict and bench
     run there from the bundle's own wheel and the fingerprint finds the emulated board's CPU."""
     site = SITES[package]
     _need(site, board)
-    edgekit = _bundle_wheel(arm64_bundle, tmp_path / "wheel")
-    r = _emulated(site, ["-c", LOGITS, str(arm64_bundle), str(tmp_path / "arm.npy"), str(INT8_IMAGES)], tmp_path,
-                  board, edgekit)
+    path = [board_site] if package == "ai-edge-litert" else \
+        [ROOT / "opt" / site, _bundle_wheel(arm64_bundle, tmp_path / "wheel")]
+    r = _emulated(path, ["-c", LOGITS, str(arm64_bundle), str(tmp_path / "arm.npy"), str(INT8_IMAGES)], tmp_path,
+                  board)
     assert r.returncode == 0, r.stderr[-2000:]
     arm = np.load(tmp_path / "arm.npy")
     m = manifest.read(arm64_bundle)
@@ -98,16 +115,16 @@ def test_tflite_bundle_on_emulated_arm64_matches_x86(arm64_bundle, package, boar
 
     # predict gives there what it gives here
     example = str(arm64_bundle / m["example_image"])
-    r = _emulated(site, ["-m", "edgekit.cli", "predict", str(arm64_bundle), example, "--json", "--top", "1"],
-                  tmp_path, board, edgekit)
+    r = _emulated(path, ["-m", "edgekit.cli", "predict", str(arm64_bundle), example, "--json", "--top", "1"],
+                  tmp_path, board)
     assert r.returncode == 0, r.stderr[-2000:]
     there = json.loads(r.stdout.splitlines()[0])["predictions"][0]
     assert there["index"] == edgekit_load(arm64_bundle).classify(example, top=1)[0].index
 
     # and the harness runs there: right runtime package, aarch64, the board's CPU, drift against PyTorch
-    r = _emulated(site, ["-m", "edgekit.cli", "bench", str(arm64_bundle), "--runs", "1", "--warmup", "0",
+    r = _emulated(path, ["-m", "edgekit.cli", "bench", str(arm64_bundle), "--runs", "1", "--warmup", "0",
                          "--threads", "1", "--golden-limit", "2", "--json", str(tmp_path / "arm.json")], tmp_path,
-                  board, edgekit)
+                  board)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads((tmp_path / "arm.json").read_text())
     assert rep["device"]["arch"] == "aarch64" and rep["device"]["runtime_package"] == package
@@ -128,7 +145,8 @@ def onnx_bundle(default_build, cache_dir, tmp_path_factory) -> Path:
 def test_bench_on_emulated_arm64_matches_x86(onnx_bundle, tmp_path):
     _need("site")
     args = ["bench", str(onnx_bundle), "--runs", "1", "--warmup", "0", "--threads", "1", "--golden-limit", GOLDEN]
-    r = _emulated("site", ["-m", "edgekit.cli", *args, "--json", str(tmp_path / "arm.json")], tmp_path)
+    path = [ROOT / "opt" / "site", _bundle_wheel(onnx_bundle, tmp_path / "wheel")]
+    r = _emulated(path, ["-m", "edgekit.cli", *args, "--json", str(tmp_path / "arm.json")], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     arm = json.loads((tmp_path / "arm.json").read_text())
     run_cli(*args, "--json", str(tmp_path / "x86.json"), env={"EDGEKIT_HISTORY": str(tmp_path / "x86.jsonl")},

@@ -28,7 +28,7 @@ def _json_lines(stdout: str) -> tuple[list[dict], dict]:
 
 @pytest.mark.parametrize("target", ["x86", "onnx", "arm64"])
 def test_predict_gives_the_golden_top1_on_every_target(sample_builds, target):
-    bundle, _ = sample_builds[target]
+    bundle, built = sample_builds[target]
     g = np.load(bundle / "golden.npz")
     paths = [SAMPLE / str(i) for i in g["ids"]]  # the photographs the golden inputs were made from
     assert len(paths) == 32 and all(p.is_file() for p in paths)
@@ -40,6 +40,9 @@ def test_predict_gives_the_golden_top1_on_every_target(sample_builds, target):
     results, summary = _json_lines(r.stdout)
     assert [x["input"] for x in results] == [str(p) for p in paths]
     assert [x["predictions"][0]["index"] for x in results] == expected
+    # and as often PyTorch's top-1 (which the golden set records) as the build measured on the same inputs
+    agree = np.mean(np.array(expected) == g["torch_logits"].argmax(1))
+    assert agree == built["golden"]["build_time_vs_pytorch"]["int8"]["top1_agreement"]
     assert summary["classified"] == 32 and set(summary["latency_ms"]) == {"decode", "prepare", "inference"}
     assert [p[0].index for p in model.classify_batch(paths[:8], top=1)] == expected[:8]
     # the FP32 artifact gives the top-1 of PyTorch's FP32 logits that the golden set records
@@ -141,7 +144,21 @@ def test_a_stream_that_stops_ends_with_the_summary_and_one_error(default_build, 
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert r.returncode == 2 and len(errors) == 1 and "stopped sending frames" in errors[0], r.stderr
     assert 0 < len(frames) < 8 and summary["classified"] == len(frames) and summary["stopped"]
+    assert f"after {len(frames)} of 8" in errors[0]
     assert "Traceback" not in r.stderr
+
+
+def test_a_whole_video_over_http_is_a_file_not_a_stopped_stream(default_build, clip):
+    data = clip["video"].read_bytes()
+    server = _serve_cut(data, len(data))
+    try:
+        r = run_cli("predict", str(default_build[0]), f"http://127.0.0.1:{server.server_address[1]}/clip.avi",
+                    "--json", check=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    frames, summary = _json_lines(r.stdout)
+    assert len(frames) == 8 and summary["stopped"] is None
 
 
 def test_frames_api_keeps_the_summary_when_a_source_stops(default_build):

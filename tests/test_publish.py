@@ -174,3 +174,16 @@ def test_registry_not_found_is_read_from_the_reason_not_the_url():
     assert _not_found(ValueError("Issue with http://127.0.0.1:5000/v2/edge/models/tags/list: Not Found"))
     assert not _not_found(ValueError("Issue with http://127.0.0.1:34047/v2/edge/models/tags/list: Unauthorized"))
     assert not _not_found(ValueError("Issue with http://127.0.0.1:40404/v2/edge/models/manifests/x: Forbidden"))
+
+
+def test_the_device_install_pulls_a_signed_bundle(registry, default_build, device_venv, tmp_path):
+    """On the board, edgekit as the model card installs it (its wheel, device extra) pulls from a registry and
+    checks the signature: the device extras bring oras and cryptography."""
+    repo = f"oci://{registry['host']}/edgekit/board"
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    run_cli("publish", str(default_build[0]), "--to", repo, "--sign", str(tmp_path / "key"), check=True)
+    edgekit = str(device_venv.venv / "bin" / "edgekit")
+    r = subprocess.run([edgekit, "pull", f"{repo}:lite0-x86-int8", "--to", str(tmp_path / "board"), "--verify-key",
+                        str(tmp_path / "key.pub")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert manifest.read(tmp_path / "board" / "lite0-x86-int8")["name"] == "lite0-x86-int8"

@@ -17,12 +17,13 @@ def device_section(m: dict) -> list[str]:
              "python3 -m venv ~/edgekit-venv  # Debian and Raspberry Pi OS: sudo apt install python3-venv first",
              f"~/edgekit-venv/bin/{inst['pip']}",
              "~/edgekit-venv/bin/edgekit bench .  # latency, drift against the golden set, the INT8 verdict",
-             f"~/edgekit-venv/bin/edgekit predict . {image}",
+             *([f"~/edgekit-venv/bin/edgekit predict . {image}"] if m.get("example_image") else []),
              "```", ""]
     if inst.get("note"):
         lines += [f"Instead of {t['runtime']}'s package, {inst['note']}.", ""]
     if not m.get("example_image"):
-        lines += ["(This bundle has no golden set, so no example image: use one of yours.)", ""]
+        lines += ["This bundle has no golden set, so no example image: `~/edgekit-venv/bin/edgekit predict . "
+                  "photo.jpg` with one of yours.", ""]
     lines += ["From Python (`~/edgekit-venv/bin/python`), with the preprocessing that was measured:", "", "```python",
               "import edgekit", "",
               f"model = edgekit.load(\".\")  # verifies the bundle, opens {m['artifacts']['int8']} with {t['runtime']}",

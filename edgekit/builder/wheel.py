@@ -1,13 +1,15 @@
 """edgekit's own pure-Python wheel, written into every bundle so a board installs the device side from the bundle
 itself (`pip install "./edgekit-X-py3-none-any.whl[device-tflite]"`: the runtime comes from the package index).
 
-Built from the running edgekit: its installed metadata (dependencies and extras as pyproject.toml declares them) and
-the package's own files. Deterministic: the same code gives the same bytes.
+Built from the running edgekit: the package's own files, and the dependencies, extras and console script of the
+checkout's pyproject.toml (or, for an edgekit installed from a wheel, its installed metadata). Deterministic: the
+same code gives the same bytes.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import tomllib
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -35,22 +37,57 @@ def package_files() -> list[tuple[str, bytes]]:
             and "__pycache__" not in p.parts]
 
 
+def _pyproject() -> dict | None:
+    """The checkout's pyproject.toml, when edgekit runs from one: the source of the dependencies and extras."""
+    path = Path(edgekit.__file__).parent.parent / "pyproject.toml"
+    if not path.is_file():
+        return None
+    doc = tomllib.loads(path.read_text())
+    return doc if doc.get("project", {}).get("name") == "edgekit" else None
+
+
+def _requirement(req: str, extra: str | None) -> str:
+    if extra is None:
+        return req
+    name, _, marker = req.partition(";")
+    return f"{name.strip()}; ({marker.strip()}) and extra == \"{extra}\"" if marker else \
+        f"{name.strip()}; extra == \"{extra}\""
+
+
+def metadata_from(project: dict) -> tuple[str, str]:
+    """(METADATA, entry_points.txt) for the wheel, from pyproject.toml's [project] table."""
+    lines = ["Metadata-Version: 2.1", f"Name: {project['name']}", f"Version: {__version__}",
+             f"Summary: {project.get('description', '')}", f"Requires-Python: {project.get('requires-python', '')}"]
+    if "license" in project and "text" in project["license"]:
+        lines.append(f"License: {project['license']['text']}")
+    lines += [f"Requires-Dist: {_requirement(r, None)}" for r in project.get("dependencies", [])]
+    for extra, reqs in project.get("optional-dependencies", {}).items():
+        lines.append(f"Provides-Extra: {extra}")
+        lines += [f"Requires-Dist: {_requirement(r, extra)}" for r in reqs]
+    scripts = project.get("scripts", {})
+    entry_points = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items()) if scripts else ""
+    return "\n".join(lines) + "\n", entry_points
+
+
+def _installed_metadata() -> tuple[str, str]:
+    # an edgekit installed from a wheel: its .dist-info is the source (a stale .egg-info has no METADATA)
+    found = [d for d in metadata.distributions(name="edgekit") if d.read_text("METADATA")]
+    if not found or found[0].version != __version__:
+        raise BuildError("edgekit runs from neither a checkout (no pyproject.toml beside it) nor an install of this "
+                         f"version ({__version__}), so its wheel cannot be made for the bundle: pip install -e . "
+                         "in the checkout")
+    return found[0].read_text("METADATA"), found[0].read_text("entry_points.txt") or ""
+
+
 def build_wheel(dest: Path) -> Path:
     """Write the wheel into directory `dest`; its path."""
-    # the installed .dist-info (a checkout's stale .egg-info, which sys.path may show first, has no METADATA)
-    found = [d for d in metadata.distributions(name="edgekit") if d.read_text("METADATA")]
-    if not found:
-        raise BuildError("edgekit is not installed (only on sys.path), so its wheel cannot be made for the bundle: "
-                         "pip install -e . in the checkout")
-    dist = found[0]
-    if dist.version != __version__:
-        raise BuildError(f"the installed edgekit metadata says {dist.version} but the code is {__version__}: "
-                         "reinstall with pip install -e . in the checkout")
+    project = _pyproject()
+    meta, entry_points = metadata_from(project["project"]) if project else _installed_metadata()
     info = f"edgekit-{__version__}.dist-info"
     files = package_files() + [
-        (f"{info}/METADATA", (dist.read_text("METADATA") or "").encode()),
+        (f"{info}/METADATA", meta.encode()),
         (f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: edgekit\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
-        (f"{info}/entry_points.txt", (dist.read_text("entry_points.txt") or "").encode()),
+        (f"{info}/entry_points.txt", entry_points.encode()),
         (f"{info}/top_level.txt", b"edgekit\n"),
     ]
     record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files) + f"{info}/RECORD,,\n"

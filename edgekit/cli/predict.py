@@ -30,6 +30,7 @@ def predict(bundle, inputs, camera, top, as_json, every, max_frames, precision, 
     with a summary of the capture, preprocessing and inference latencies."""
     from edgekit.device import frames, predict as run
     from edgekit.device.classifier import load
+    from edgekit.device.imagesets import IMAGE_SUFFIXES
 
     if not inputs and camera is None:
         raise UsageError("give images, directories, a video or stream URL, or --camera [INDEX]")
@@ -54,7 +55,8 @@ def predict(bundle, inputs, camera, top, as_json, every, max_frames, precision, 
         elif p.suffix.lower() in frames.VIDEO_SUFFIXES:
             plan.append(("video", spec))
         else:
-            raise UsageError(f"{spec}: neither an image (jpg, png, webp, bmp) nor a video ({', '.join(sorted(s[1:] for s in frames.VIDEO_SUFFIXES))})")
+            raise UsageError(f"{spec}: neither an image ({_suffixes(IMAGE_SUFFIXES)}) nor a video "
+                             f"({_suffixes(frames.VIDEO_SUFFIXES)})")
     if cam is not None:
         plan.append(("camera", cam))
 
@@ -64,7 +66,7 @@ def predict(bundle, inputs, camera, top, as_json, every, max_frames, precision, 
         if kind == "images":
             paths = run.image_paths(what)
             if not paths:
-                raise ImageError(f"no images (jpg/png/webp/bmp) under {', '.join(map(str, what))}")
+                raise ImageError(f"no images ({_suffixes(IMAGE_SUFFIXES)}) under {', '.join(map(str, what))}")
             summary = run.Summary("image", ", ".join(map(str, what)))
             for result in run.images(model, paths, top, summary):
                 out.image(result)
@@ -84,6 +86,10 @@ def predict(bundle, inputs, camera, top, as_json, every, max_frames, precision, 
             except KeyboardInterrupt:  # Ctrl-C ends a camera run: the summary is what it is for
                 summary.stopped = "interrupted"
             out.summary(summary)
+
+
+def _suffixes(suffixes) -> str:
+    return ", ".join(sorted(x[1:] for x in suffixes))
 
 
 class _Output:

@@ -93,13 +93,17 @@ def fingerprint_lines(r: dict) -> list[str]:
     temps = [(th.get(k) or {}).get("temperature_c") for k in ("before", "after")]
     heat = "temperature " + " -> ".join("?" if t is None else f"{t:.1f} C" for t in temps) if any(
         t is not None for t in temps) else "no temperature sensor"
+    peak = (th.get("after") or {}).get("max_temperature_c")
+    heat += f" (peak {peak:.1f} C)" if peak is not None and peak > max(t for t in temps if t is not None) else ""
     flags = (th.get("after") or {}).get("throttled")
     heat += f", throttled flags {flags['raw']}" if flags else ""
     mem = fp["memory"].get("total_mb")
     lines = [f"  device: {fp['board'] or 'unknown board'}; {fp['cpu']}"
              + (f" (part {fp['cpu_part']})" if fp.get("cpu_part") else "") + f"; int8 instructions: {feats}",
              f"  clock {freq}; {heat}" + (f"; memory {mem / 1024:.1f} GiB" if mem else "")]
-    lines += [f"  warning: {w}" for w in r.get("run_warnings") or []]
+    lines += [f"  warning: {w['message']}" for w in r.get("run_warnings") or []]
+    if r.get("comparable") is False:
+        lines.append("  this run is not comparable with others (the warnings above); the report marks it so")
     return lines
 
 

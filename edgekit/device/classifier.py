@@ -82,8 +82,10 @@ class Classifier:
         return self.run(preprocess.to_input(px, self.contract))
 
     def predictions(self, logits: np.ndarray, top: int = 5) -> list[Prediction]:
+        if not 1 <= top <= len(self.class_names):
+            raise UsageError(f"top={top}: give 1 to {len(self.class_names)} classes")
         probs = _softmax(logits.reshape(-1))
-        order = np.argsort(-probs, kind="stable")[:max(1, top)]
+        order = np.argsort(-probs, kind="stable")[:top]
         return [Prediction(rank, int(i), self.class_wnids[i] if self.class_wnids else None, self.class_names[i],
                            float(probs[i])) for rank, i in enumerate(order, 1)]
 
@@ -92,6 +94,9 @@ class Classifier:
         return self.predictions(self.infer(self.pixels(image))[0], top)
 
     def classify_batch(self, images: Iterable[ImageInput], top: int = 5) -> list[list[Prediction]]:
+        images = list(images)
+        if not images:
+            return []
         px = np.stack([self.pixels(im) for im in images])
         return [self.predictions(row, top) for row in self.infer(px)]
 

@@ -27,7 +27,8 @@ def rows(runs: list[dict]) -> list[dict]:
         v = last.get("verdict") or verdict(last)  # runs recorded before the verdict existed
         lat = last["latency"][str(v["threads"])]
         th = last.get("thermal") or {}
-        temps = [t for t in ((th.get(k) or {}).get("temperature_c") for k in ("before", "after")) if t is not None]
+        temps = [t for t in ((th.get("before") or {}).get("temperature_c"), (th.get("after") or {}).get(
+            "temperature_c"), (th.get("after") or {}).get("max_temperature_c")) if t is not None]
         flags = (th.get("after") or {}).get("throttled")
         out.append({"bundle": bundle, "device": device, "runtime": runtime, "threads": v["threads"],
                     "int8_p50_ms": lat["int8"]["p50_ms"], "fp32_p50_ms": lat["fp32"]["p50_ms"],
@@ -47,7 +48,7 @@ def plot(table: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['bundle']}\n{r['device'][:40]}" + ("" if r["comparable"] else " (!)") for r in table]
+    labels = [f"{r['bundle']}\n{r['device'][:52]}" + ("" if r["comparable"] else " (!)") for r in table]
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.55 * len(table)), dpi=120)
     ys = range(len(table))
     for prec, dy in (("fp32", 0.2), ("int8", -0.2)):

@@ -123,8 +123,11 @@ def throttled(root: Path) -> dict | None:
     found = [_read(p.parent, p.name) for depth in ("*", "*/*") for p in
              sorted(root.glob(f"sys/devices/platform/{depth}/get_throttled"))]
     if not found and root == Path("/") and shutil.which("vcgencmd"):
-        r = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5)
-        found = [r.stdout.strip().partition("=")[2]]
+        try:
+            r = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5)
+            found = [r.stdout.strip().partition("=")[2]]
+        except (OSError, subprocess.SubprocessError):
+            found = []
     for raw in found:
         try:
             bits = int(raw or "", 16)
@@ -174,21 +177,62 @@ def fast_int8(fp: dict) -> bool | None:
     return None if wanted is None else any(fp["int8_features"].get(k) for k in wanted)
 
 
-def run_warnings(fp: dict, before: dict, after: dict) -> list[str]:
-    """Why a run's latency may not compare with others: a governor that scales the clock, throttling, heat."""
+def run_warnings(fp: dict, before: dict, after: dict) -> list[dict]:
+    """Why a run's latency may not compare with others, each {"kind": governor|throttled|heat, "message"}: a governor
+    that scales the clock, throttling, heat. `after` may carry the run's peak (`max_temperature_c`) and every
+    throttled flag seen during it (`throttled_seen`)."""
     out = []
     gov = fp["cpufreq"].get("governor")
     if gov and gov != "performance":
-        out.append(f"cpufreq governor is '{gov}', not 'performance': the clock moved during the run (set it with "
-                   "`echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor`)")
+        moved = before.get("freq_mhz") != after.get("freq_mhz") and None not in (before.get("freq_mhz"),
+                                                                                  after.get("freq_mhz"))
+        out.append({"kind": "governor", "message": (
+            f"cpufreq governor is '{gov}', not 'performance': the clock may scale during a run"
+            + (f" (it went from {before['freq_mhz']} to {after['freq_mhz']} MHz in this one)" if moved else "")
+            + " (set it with `echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor`)")})
     b, a = before.get("throttled") or {}, after.get("throttled") or {}
-    new = sorted(set(a.get("since_boot", [])) - set(b.get("since_boot", [])) | set(a.get("now", [])))
+    seen = set(a.get("now", [])) | set(after.get("throttled_seen", []))
+    new = sorted(set(a.get("since_boot", [])) - set(b.get("since_boot", [])) | seen)
     if new:
-        out.append(f"the board reported {', '.join(new)} during the run (throttled flags {a['raw']}): its "
-                   "latency is not comparable; cool it or fix its power supply and run again")
+        out.append({"kind": "throttled", "message": (
+            f"the board reported {', '.join(new)} during the run (throttled flags {a.get('raw', '?')}): its latency "
+            "is not comparable; cool it or fix its power supply and run again")})
     limit = fp.get("soft_limit_c")
-    temps = [t for t in (before.get("temperature_c"), after.get("temperature_c")) if t is not None]
+    temps = [t for t in (before.get("temperature_c"), after.get("temperature_c"), after.get("max_temperature_c"))
+             if t is not None]
     if limit and temps and max(temps) >= limit:
-        out.append(f"the SoC reached {max(temps):.1f} C, at or above its soft limit of {limit:.0f} C: the clock "
-                   "was likely lowered; add cooling and run again")
+        out.append({"kind": "heat", "message": (
+            f"the SoC reached {max(temps):.1f} C, at or above its soft limit of {limit:.0f} C: the clock was likely "
+            "lowered; add cooling and run again")})
     return out
+
+
+class Watch:
+    """Thermal samples during a run, at most one a second (a `tick` callback's companion): the peak temperature and
+    every throttled flag raised, which before-and-after samples alone would miss."""
+
+    def __init__(self, root: Path | None = None, every_s: float = 1.0):
+        import time
+
+        self._time, self.root, self.every_s = time.monotonic, root, every_s
+        self.before = thermal(root)
+        self._last = self._time()
+        self.peak = self.before["temperature_c"]
+        self.flags: set[str] = set()
+
+    def sample(self) -> None:
+        now = self._time()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        self._add(thermal(self.root))
+
+    def _add(self, t: dict) -> None:
+        if t["temperature_c"] is not None:
+            self.peak = t["temperature_c"] if self.peak is None else max(self.peak, t["temperature_c"])
+        self.flags |= set((t["throttled"] or {}).get("now", []))
+
+    def done(self) -> dict:
+        after = thermal(self.root)
+        self._add(after)
+        return {**after, "max_temperature_c": self.peak, "throttled_seen": sorted(self.flags)}

@@ -113,6 +113,12 @@ def image_drift(bundle: Path, m: dict, runtime: str, images: Path, samples: list
             "skipped_unreadable": loaded.skipped, **metrics.drift(out["fp32"], out["int8"], labels)}
 
 
+def _device(runtime: str, fp: dict) -> dict:
+    """The device, with the CPU as the fingerprint names it (an Arm part, not a SoC's "Hardware" line)."""
+    d = device_info(runtime)
+    return {**d, "cpu": fp["cpu"], "cores": fp["cores"] or d["cores"]}
+
+
 def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str = "auto",
         images: Path | None = None, limit: int | None = None, golden_limit: int | None = None,
         progress: Progress = no_progress) -> dict:
@@ -131,15 +137,20 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         crop = m["preprocessing"]["crop"]
         px = np.full((1, crop, crop, 3), 128, np.uint8)
     x = {p: preprocess.to_input(px, contract.from_manifest(m, p)) for p in ("int8", "fp32")}
-    fp, before = fingerprint.fingerprint(), fingerprint.thermal()
+    fp, watch = fingerprint.fingerprint(), fingerprint.Watch()
     lat = {}
     for t in threads:
-        tick = progress(f"latency: {t} thread(s), int8 and fp32 interleaved", runs, "run")
+        advance = progress(f"latency: {t} thread(s), int8 and fp32 interleaved", runs, "run")
+
+        def tick(n: int) -> None:
+            advance(n)
+            watch.sample()
+
         lat[str(t)] = latency(rt, bundle, m["artifacts"], x, t, runs, warmup, tick)
         for p in lat[str(t)].values():
             p["gmac_per_s"] = m["variant"]["macs"] / (p["p50_ms"] / 1e3) / 1e9
         lat[str(t)]["int8_speedup"] = lat[str(t)]["fp32"]["p50_ms"] / lat[str(t)]["int8"]["p50_ms"]
-    after = fingerprint.thermal()  # the latency runs are what heat and throttling spoil
+    before, after = watch.before, watch.done()  # the latency runs are what heat and throttling spoil
     progress("drift: golden set", None)
     golden = golden_drift(bundle, m, rt, golden_limit)
     run_warnings = fingerprint.run_warnings(fp, before, after)
@@ -149,7 +160,8 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         "bundle": {"name": m["name"], "path": str(bundle.resolve()), "variant": m["variant"]["name"],
                    "target": m["target"]["name"], "manifest_sha256": manifest.file_sha256(bundle / manifest.MANIFEST),
                    "fp32_artifact": m["artifacts"]["fp32"]},
-        "device": device_info(rt),
+        # the CPU as the fingerprint names it (an Arm part, not the SoC's "Hardware" line); cores counted alike
+        "device": _device(rt, fp),
         "fingerprint": fp,
         "thermal": {"before": before, "after": after},
         # runs with these are not comparable with others (clock scaling, throttling, heat)

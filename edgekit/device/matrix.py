@@ -13,6 +13,7 @@ from pathlib import Path
 from edgekit.core.bundle import MANIFEST, bundle_name, read
 from edgekit.core.targets import get_target
 from edgekit.core.variants import VARIANTS, resolve_variants
+from edgekit.device.verdict import verdict
 from edgekit.errors import ChildFailed, DeviceError
 
 
@@ -37,14 +38,12 @@ def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
             "speedup": lat["int8_speedup"], "top1_fp32": top1[0], "top1_int8": top1[1], "agreement": top1[2],
             "int8_gmac_per_s": lat["int8"]["gmac_per_s"], "top1_source": top1[3],
             "random_weights": not manifest["weights"]["pretrained"], "threads": int(threads),
-            "measured": report.get("time"), "caveat": val.get("caveat"), "verdict": _short_verdict(report)}
+            "measured": report.get("time"), "caveat": val.get("caveat"), "verdict": _short_verdict(report, threads)}
 
 
-def _short_verdict(report: dict) -> str | None:
-    """The verdict in a table cell: which artifact to ship here, and why not INT8 when not."""
-    v = report.get("verdict")
-    if not v:
-        return None
+def _short_verdict(report: dict, threads: str) -> str:
+    """The verdict in a table cell, at the row's thread count: which artifact to ship here, and why not INT8."""
+    v = verdict(report, threads)
     if v["clearly_faster"]:
         return "INT8 pays off"
     return "FP32: INT8 not clearly faster" + (f" ({'; '.join(v['causes'])})" if v["causes"] else "")

@@ -17,9 +17,6 @@ from edgekit.device.frames import FrameSource
 from edgekit.device.imagesets import IMAGE_SUFFIXES, list_images
 from edgekit.errors import EdgekitError, StreamError
 
-STEPS = {"image": ("decode", "prepare", "inference"), "frame": ("capture", "prepare", "inference")}
-
-
 @dataclass
 class Result:
     input: str

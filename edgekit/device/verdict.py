@@ -19,23 +19,24 @@ def agreement(report: dict) -> tuple[float | None, str | None]:
     return None, None
 
 
-def causes(fp: dict | None, warnings: list[str]) -> list[str]:
+def causes(fp: dict | None, warnings: list[dict]) -> list[str]:
     out = []
     if fp and fast_int8(fp) is False:
         family = fp["family"]
         names = "/".join(FAST_INT8[family])
         out.append(f"the {fp['cpu']} has no {'dot-product' if family == 'arm' else 'VNNI'} instructions ({names}), "
                    "so int8 kernels gain little over float ones")
-    if any("throttled" in w or "soft limit" in w or "under-voltage" in w for w in warnings):
-        out.append("the board throttled during the run")
-    if any("governor" in w for w in warnings):
-        out.append("the clock governor changed the frequency during the run")
+    kinds = {w["kind"] for w in warnings}
+    if kinds & {"throttled", "heat"}:
+        out.append("the board throttled or overheated during the run")
+    if "governor" in kinds:
+        out.append("the cpufreq governor lets the clock scale, so the figures may be low")
     return out
 
 
-def verdict(report: dict) -> dict:
-    """From the largest thread count measured (what an application on all cores sees)."""
-    threads = max(report["latency"], key=int)
+def verdict(report: dict, threads: str | int | None = None) -> dict:
+    """At `threads`, by default the largest thread count measured (what an application on all cores sees)."""
+    threads = str(threads) if threads is not None else max(report["latency"], key=int)
     lat = report["latency"][threads]
     ratio = lat["int8"]["p50_ms"] / lat["fp32"]["p50_ms"]
     agree, over = agreement(report)
