@@ -134,6 +134,23 @@ def test_tflite_bundle_on_emulated_arm64_matches_x86(arm64_bundle, board_site, p
     assert rep["fingerprint"]["board"].startswith(f"Raspberry Pi {board[-1]}") and rep["verdict"]["line"]
 
 
+@pytest.mark.parametrize("board", BOARDS)
+def test_predict_on_emulated_boards_gives_the_golden_top1(sample_builds, board_site, board, tmp_path):
+    """Photographs behind the golden set of an arm64 bundle calibrated on the sample: on either emulated board,
+    predict gives the top-1 the INT8 artifact gives on the recorded golden inputs here."""
+    from .conftest import SAMPLE
+
+    bundle = sample_builds["arm64"][0]
+    g = np.load(bundle / "golden.npz")
+    n = 8  # of the 32: emulated inference takes about half a second each
+    paths = [str(SAMPLE / str(i)) for i in g["ids"][:n]]
+    r = _emulated([board_site], ["-m", "edgekit.cli", "predict", str(bundle), *paths, "--json", "--top", "1"],
+                  tmp_path, board)
+    assert r.returncode == 0, r.stderr[-2000:]
+    there = [json.loads(line)["predictions"][0]["index"] for line in r.stdout.splitlines()[:n]]
+    assert there == edgekit_load(bundle).infer(g["pixels"][:n]).argmax(1).tolist()
+
+
 @pytest.fixture(scope="module")
 def onnx_bundle(default_build, cache_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx")  # same export and quantization as the default build: cached

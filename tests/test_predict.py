@@ -230,3 +230,15 @@ def test_the_model_card_pasted_into_a_fresh_venv_runs_bench_predict_and_the_api(
                         "print([m for m in ('torch', 'onnx', 'cv2') if u.find_spec(m)])"], capture_output=True,
                        text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_the_device_venv_predicts_the_golden_top1(sample_builds, device_venv):
+    """The same check from the slim install the model card makes (openvino only, no torch, no onnx)."""
+    bundle, _ = sample_builds["x86"]
+    g = np.load(bundle / "golden.npz")
+    paths = [str(SAMPLE / str(i)) for i in g["ids"]]
+    r = subprocess.run([str(device_venv.venv / "bin" / "edgekit"), "predict", str(bundle), *paths, "--json",
+                        "--top", "1"], capture_output=True, text=True, env=device_venv.env)
+    assert r.returncode == 0, r.stderr
+    results, _ = _json_lines(r.stdout)
+    assert [x["predictions"][0]["index"] for x in results] == edgekit.load(bundle).infer(g["pixels"]).argmax(1).tolist()

@@ -83,8 +83,12 @@ def test_tampered_blob_is_refused_and_nothing_written(registry, default_build, t
     run_cli("publish", str(bundle), "--to", ref, check=True)
     digest = manifest.file_sha256(bundle / "labels.txt")
     blob = registry["data"] / "docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
-    blob.write_bytes(blob.read_bytes().replace(b"tench", b"trout"))
-    r = run_cli("pull", ref, "--to", str(tmp_path / "out"))
+    original = blob.read_bytes()
+    blob.write_bytes(original.replace(b"tench", b"trout"))
+    try:
+        r = run_cli("pull", ref, "--to", str(tmp_path / "out"))
+    finally:  # blobs are shared by content across the registry's repositories: later tests pull this one too
+        blob.write_bytes(original)
     assert r.returncode == 2 and "labels.txt does not match its digest" in r.stderr
     assert not (tmp_path / "out").exists()  # no bundle, no temporary left behind
 
