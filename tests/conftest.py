@@ -110,8 +110,8 @@ def device_venv(tmp_path_factory, default_build) -> SimpleNamespace:
     bundle = root / default_build[0].name
     shutil.copytree(default_build[0], bundle)
     card = (bundle / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", card, re.S)
-    assert len(blocks) == 1, card
+    blocks = re.findall(r"```bash\n(.*?)```", card, re.S)  # install, bench, predict; then the video extra
+    assert len(blocks) == 2 and "device-video" in blocks[1], card
     (root / "home").mkdir()
     env = {"PATH": os.environ["PATH"], "HOME": str(root / "home"), "EDGEKIT_HISTORY": str(root / "history.jsonl"),
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}

@@ -148,6 +148,16 @@ def test_a_stream_that_stops_ends_with_the_summary_and_one_error(default_build, 
     assert "Traceback" not in r.stderr
 
 
+def test_a_truncated_local_video_is_read_to_its_end_with_a_warning(default_build, clip, tmp_path):
+    data = clip["video"].read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[:len(data) * 5 // 8])
+    r = run_cli("predict", str(default_build[0]), str(cut), "--json", check=True)
+    frames, _ = _json_lines(r.stdout)
+    assert 0 < len(frames) < 8
+    assert f"warning: {cut} ended after {len(frames)} of the 8 frames its header announces" in r.stderr
+
+
 def test_a_whole_video_over_http_is_a_file_not_a_stopped_stream(default_build, clip):
     data = clip["video"].read_bytes()
     server = _serve_cut(data, len(data))
@@ -190,10 +200,11 @@ def test_frames_api_keeps_the_summary_when_a_source_stops(default_build):
 def test_predict_refuses_bad_input_in_one_line(default_build, tmp_path):
     bundle = str(default_build[0])
     (tmp_path / "notes.txt").write_text("hello")
-    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "broken.jpg").write_bytes(b"a text file named .jpg")
     cases = [([], "give images"), ([str(tmp_path / "missing.jpg")], "no such file"),
              ([str(tmp_path / "notes.txt")], "neither an image"), (["--camera", "7"], "no camera at index 7"),
-             ([str(tmp_path / "nothing.mp4"), "--top", "0"], "at least 1")]
+             ([str(tmp_path / "nothing.mp4"), "--top", "0"], "at least 1"),
+             ([str(Path(bundle) / "example.png"), "--threads", "0"], "--threads")]
     for args, message in cases:
         r = run_cli("predict", bundle, *args)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
@@ -203,7 +214,11 @@ def test_predict_refuses_bad_input_in_one_line(default_build, tmp_path):
     r = run_cli("predict", bundle, good, str(tmp_path / "broken.jpg"), good, "--json")
     results, summary = _json_lines(r.stdout)
     assert len(results) == 2 and summary["failed"] == 1 and summary["read"] == 3
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: 1 of 3 images could not be read")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith("error: 1 of 3 images could not be read")
+    assert "broken.jpg" in last and "cannot identify image file" in last  # and Pillow's reason
+    with pytest.raises(UsageError, match="threads=0"):
+        edgekit.load(bundle, threads=0)
 
 
 @needs_shared

@@ -11,7 +11,8 @@ def device_section(m: dict) -> list[str]:
     inst, t = m["device_install"], m["target"]
     image = m.get("example_image") or "photo.jpg"
     lines = ["## Run it on the board",
-             f"Copy this directory to the device (for example `scp -r {m['name']} pi@raspberrypi.local:`) or pull it "
+             f"Copy this directory to the device (for example `scp -r {m['name']} "
+             f"{'pi@raspberrypi.local' if t['name'] == 'arm64' else 'user@device'}:`) or pull it "
              "there with `edgekit pull`. It carries edgekit's own wheel; the runtime "
              f"({t['runtime']}) comes from the package index. On the board, in this directory:", "", "```bash",
              "python3 -m venv ~/edgekit-venv  # Debian and Raspberry Pi OS: sudo apt install python3-venv first",
@@ -20,7 +21,8 @@ def device_section(m: dict) -> list[str]:
              *([f"~/edgekit-venv/bin/edgekit predict . {image}"] if m.get("example_image") else []),
              "```", ""]
     if inst.get("note"):
-        lines += [f"Instead of {t['runtime']}'s package, {inst['note']}.", ""]
+        lines += [f"Note: {inst['note']}: install the wheel without an extra (`pip install ./{inst['wheel']}`) in a "
+                  "venv made with `--system-site-packages`.", ""]
     if not m.get("example_image"):
         lines += ["This bundle has no golden set, so no example image: `~/edgekit-venv/bin/edgekit predict . "
                   "photo.jpg` with one of yours.", ""]
@@ -29,8 +31,9 @@ def device_section(m: dict) -> list[str]:
               f"model = edgekit.load(\".\")  # verifies the bundle, opens {m['artifacts']['int8']} with {t['runtime']}",
               f"for p in model.classify(\"{image}\", top=3):",
               "    print(p.rank, p.name, round(p.probability, 3))", "```", "",
-              "Video files, streams and cameras: add the `device-video` extra (OpenCV) to the install line, then "
-              "`edgekit predict . --camera` or `edgekit predict . clip.mp4`.", ""]
+              "Video files, streams and cameras need OpenCV, the `device-video` extra:", "", "```bash",
+              f"~/edgekit-venv/bin/pip install \"./{inst['wheel']}[{inst['extra']},device-video]\"",
+              "~/edgekit-venv/bin/edgekit predict . --camera  # or a video file, or rtsp://...", "```", ""]
     return lines
 
 

@@ -141,6 +141,8 @@ def report(history, show_runs, last, bundle_name, plot) -> None:
 
     if plot and not Path(plot).resolve().parent.is_dir():
         raise UsageError(f"--plot {plot}: its directory does not exist")
+    if plot and Path(plot).suffix.lower() != ".png":
+        raise UsageError(f"--plot {plot}: the chart is a PNG; give a file name ending in .png")
     runs = history_mod.read_history(Path(history) if history else None)
     if bundle_name:
         runs = [r for r in runs if r["bundle"]["name"] == bundle_name]

@@ -22,7 +22,7 @@ from edgekit.errors import DeviceError, ImageError, UsageError
 @click.option("--every", default=1, show_default=True, help="Video and camera: classify every N-th frame.")
 @click.option("--max-frames", type=int, default=None, help="Video and camera: stop after this many frames.")
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True)
-@click.option("--threads", type=int, default=None, help="Runtime threads [default: all cores].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads [default: all cores].")
 @click.option("--runtime", default="auto", show_default=True, help="auto (the bundle's), openvino, onnxruntime or litert.")
 def predict(bundle, inputs, camera, top, as_json, every, max_frames, precision, threads, runtime) -> None:
     """Classify INPUTS with BUNDLE: image files, directories of images, video files or stream URLs (rtsp://,

@@ -24,7 +24,8 @@ class Bars:
             return lambda n: None
         self.label, self.t0 = label, time.perf_counter()
         if total is None or not self.tty:
-            click.echo(f"  {label}" + (f" ({total} {unit})" if total else "") + " ...", err=True)
+            click.echo(f"  {label}" + (f" ({total} {unit}{'s' if total != 1 and unit != 'img' else ''})"
+                                       if total else "") + " ...", err=True)
             return lambda n: None
         from tqdm import tqdm
 

@@ -96,12 +96,18 @@ def fingerprint_lines(r: dict) -> list[str]:
     peak = (th.get("after") or {}).get("max_temperature_c")
     heat += f" (peak {peak:.1f} C)" if peak is not None and peak > max(t for t in temps if t is not None) else ""
     flags = (th.get("after") or {}).get("throttled")
-    heat += f", throttled flags {flags['raw']}" if flags else ""
+    if flags:
+        said = [f"now: {', '.join(flags['now'])}"] * bool(flags["now"]) + \
+            [f"since boot: {', '.join(flags['since_boot'])}"] * bool(flags["since_boot"])
+        heat += f", throttled flags {flags['raw']}" + (f" ({'; '.join(said)})" if said else " (none)")
     mem = fp["memory"].get("total_mb")
     lines = [f"  device: {fp['board'] or 'unknown board'}; {fp['cpu']}"
              + (f" (part {fp['cpu_part']})" if fp.get("cpu_part") else "") + f"; int8 instructions: {feats}",
              f"  clock {freq}; {heat}" + (f"; memory {mem / 1024:.1f} GiB" if mem else "")]
     lines += [f"  warning: {w['message']}" for w in r.get("run_warnings") or []]
+    if "under-voltage" in ((th.get("after") or {}).get("throttled") or {}).get("since_boot", []):
+        lines.append("  note: the board has seen under-voltage since boot: check its power supply (Pi 4: 5.1 V 3 A, "
+                     "Pi 5: 5.1 V 5 A)")
     if r.get("comparable") is False:
         lines.append("  this run is not comparable with others (the warnings above); the report marks it so")
     return lines
@@ -204,9 +210,10 @@ def live_line(summary, result) -> str:
 
 
 def predict_summary(s: dict) -> str:
-    unit = "images" if s["kind"] == "image" else "frames"
-    rate = f" ({s['per_second']:.1f} {unit}/s)" if s["per_second"] else ""
-    line = f"summary of {s['source']}: {s['read']} {unit} read, {s['classified']} classified in {s['seconds']:.2f} s{rate}"
+    unit = "image" if s["kind"] == "image" else "frame"
+    rate = f" ({s['per_second']:.1f} {unit}s/s)" if s["per_second"] else ""
+    line = (f"summary of {s['source']}: {s['read']} {unit}{'s' if s['read'] != 1 else ''} read, {s['classified']} "
+            f"classified in {s['seconds']:.2f} s{rate}")
     if s["failed"]:
         line += f", {s['failed']} unreadable"
     if s["latency_ms"]:

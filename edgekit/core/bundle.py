@@ -58,9 +58,10 @@ def read(bundle: Path, verify: bool = True) -> dict:
         for name, digest in m["files"].items():
             f = Path(bundle) / name
             if not f.is_file():
-                raise ManifestError(f"bundle file missing: {name}")
+                raise ManifestError(f"bundle file missing: {name}; copy or pull the whole bundle again")
             if file_sha256(f) != digest:
-                raise ManifestError(f"bundle file {name} does not match its sha256 in the manifest")
+                raise ManifestError(f"bundle file {name} does not match its sha256 in the manifest: the bundle was "
+                                    "changed or damaged; copy or pull it again")
     return m
 
 

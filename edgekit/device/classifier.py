@@ -46,6 +46,8 @@ class Classifier:
                  runtime: str = "auto"):
         if precision not in PRECISIONS:
             raise UsageError(f"precision {precision!r}: choose int8 or fp32")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise UsageError(f"threads={threads!r}: give a thread count of 1 or more, or None for all cores")
         self.path = Path(bundle)
         self.manifest = manifest.read(self.path)  # verifies every file's sha256
         self.precision = precision

@@ -29,7 +29,12 @@ PI_SOFT_LIMIT_C = 80.0  # Pi 4 and Pi 5 firmware start throttling the ARM cores 
 
 
 def sysroot() -> Path:
-    return Path(os.environ.get(SYSROOT_ENV) or "/")
+    root = Path(os.environ.get(SYSROOT_ENV) or "/")
+    if not root.is_dir():
+        from edgekit.errors import UsageError
+
+        raise UsageError(f"{SYSROOT_ENV}={root} is not a directory: unset it to probe this machine")
+    return root
 
 
 def _read(root: Path, rel: str) -> str | None:

@@ -7,6 +7,7 @@ HxWx3 uint8 frames.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Protocol
 
 import numpy as np
@@ -33,7 +34,9 @@ def is_stream(spec: str) -> bool:
 
 
 def _cv2():
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # its own warnings would double our one error line
+    # OpenCV's and FFmpeg's own messages would double our one error line
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     try:
         import cv2
     except ImportError:
@@ -67,6 +70,10 @@ class OpenCVSource:
                 raise StreamError(f"{self.name} stopped sending frames after {self.frames}{of}")
             if self.frames == 0:
                 raise StreamError(f"{self.name} has no frame OpenCV can decode")
+            if self.expected and self.frames < self.expected:
+                warnings.warn(f"{self.name} ended after {self.frames} of the {self.expected} frames its header "
+                              "announces: the file may be truncated")
+                self.expected = 0
             return None
         self.frames += 1
         return self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2RGB)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
-from edgekit.errors import BenchError
 
 
 def history_path() -> Path:
@@ -25,11 +25,14 @@ def read_history(path: Path | None = None) -> list[dict]:
     path = path or history_path()
     if not path.is_file():
         return []
-    out = []
+    out, bad = [], []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
             try:
                 out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise BenchError(f"{path}:{n} is not valid JSON; fix or remove that line") from None
+            except json.JSONDecodeError:  # e.g. a run killed while writing: the others still count
+                bad.append(n)
+    if bad:
+        warnings.warn(f"{path}: skipped {len(bad)} line(s) that are not valid JSON (line {bad[0]}"
+                      f"{', ...' if len(bad) > 1 else ''}); fix or remove them")
     return out

@@ -79,8 +79,8 @@ def images(model: Classifier, paths: list[Path], top: int, summary: Summary) -> 
         t0 = time.perf_counter()
         try:
             img = model.decode(path)
-        except EdgekitError:
-            summary.failed.append(str(path))
+        except EdgekitError as e:  # its message names the file and Pillow's reason
+            summary.failed.append(str(e).removeprefix("cannot read image "))
             continue
         t1 = time.perf_counter()
         x = model.prepare(img)

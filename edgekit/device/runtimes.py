@@ -136,7 +136,8 @@ def check_format(runtime: str, path: Path) -> None:
     if path.suffix not in FORMATS[runtime]:
         able = [r for r, suffixes in FORMATS.items() if path.suffix in suffixes]
         raise ModelLoadError(f"{runtime} cannot run {path.name} ({path.suffix} models run with "
-                             f"{' or '.join(able) or 'no edgekit runtime'}): use --runtime auto, the bundle's own")
+                             f"{' or '.join(able) or 'no edgekit runtime'}): use the bundle's own runtime (--runtime auto, or "
+                             "runtime='auto' in edgekit.load)")
 
 
 def artifact_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict,
