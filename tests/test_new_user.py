@@ -124,8 +124,8 @@ def test_the_wrong_runtime_for_a_bundle_is_one_line(arm64_bundle, tmp_path):
     r = run_cli("bench", str(arm64_bundle), "--runtime", "onnxruntime", "--runs", "2",
                 env={"EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")})
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
-        "error: onnxruntime cannot run model.int8.tflite (.tflite models run with litert): use --runtime auto, the "
-        "bundle's own")
+        "error: onnxruntime cannot run model.int8.tflite (.tflite models run with litert): use the bundle's own "
+        "runtime (--runtime auto, or runtime='auto' in edgekit.load)")
     assert "--runtime" in run_cli("bench", "--help").stdout and "litert" in run_cli("bench", "--help").stdout
 
 
