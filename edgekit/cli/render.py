@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekit.device.fingerprint import peak_c
+
 
 def variants_table(rows: list[dict]) -> str:
     head = (f"{'variant':8} {'input':>5} {'crop':>6} {'interp':9} {'params (card)':>14} {'FLOPs (card)':>14} "
@@ -93,7 +95,7 @@ def fingerprint_lines(r: dict) -> list[str]:
     temps = [(th.get(k) or {}).get("temperature_c") for k in ("before", "after")]
     heat = "temperature " + " -> ".join("?" if t is None else f"{t:.1f} C" for t in temps) if any(
         t is not None for t in temps) else "no temperature sensor"
-    peak = (th.get("after") or {}).get("max_temperature_c")
+    peak = peak_c(th)
     heat += f" (peak {peak:.1f} C)" if peak is not None and peak > max(t for t in temps if t is not None) else ""
     flags = (th.get("after") or {}).get("throttled")
     if flags:

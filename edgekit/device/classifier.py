@@ -105,7 +105,7 @@ class Classifier:
 
 def to_pil(image: ImageInput) -> Image.Image:
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return image if image.mode == "RGB" else image.convert("RGB")  # decode() already gives RGB: no copy
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ImageError(f"an image array must be HxWx3 uint8 RGB, got shape {image.shape} {image.dtype}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekit.device.fingerprint import peak_c
+from edgekit.device.matrix import save_png
 from edgekit.device.verdict import agreement, verdict
 from edgekit.errors import RuntimeMissing
 
@@ -27,13 +29,11 @@ def rows(runs: list[dict]) -> list[dict]:
         v = last.get("verdict") or verdict(last)  # runs recorded before the verdict existed
         lat = last["latency"][str(v["threads"])]
         th = last.get("thermal") or {}
-        temps = [t for t in ((th.get("before") or {}).get("temperature_c"), (th.get("after") or {}).get(
-            "temperature_c"), (th.get("after") or {}).get("max_temperature_c")) if t is not None]
         flags = (th.get("after") or {}).get("throttled")
         out.append({"bundle": bundle, "device": device, "runtime": runtime, "threads": v["threads"],
                     "int8_p50_ms": lat["int8"]["p50_ms"], "fp32_p50_ms": lat["fp32"]["p50_ms"],
                     "speedup": v["speedup"], "agreement": agreement(last)[0], "int8_pays_off": v["clearly_faster"],
-                    "max_temperature_c": max(temps) if temps else None,
+                    "max_temperature_c": peak_c(th),
                     "throttled": flags["raw"] if flags else None,
                     "comparable": last.get("comparable", True), "runs": len(reports), "time": last["time"]})
     return out
@@ -64,9 +64,5 @@ def plot(table: list[dict], path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    save_png(fig, plt, Path(path))
+    return Path(path)

@@ -51,15 +51,18 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def cpuinfo(root: Path) -> dict:
-    """The keys of the first processor block of /proc/cpuinfo, plus the file's global lines (Arm: Hardware, Model)."""
+def cpuinfo(root: Path) -> tuple[dict, int | None]:
+    """The keys of the first processor block of /proc/cpuinfo, plus the file's global lines (Arm: Hardware, Model);
+    and how many processor blocks it has."""
     text = _read(root, "proc/cpuinfo") or ""
     out: dict[str, str] = {}
+    processors = 0
     for line in text.splitlines():
         if ":" in line:
             key, value = (s.strip() for s in line.split(":", 1))
             out.setdefault(key.lower(), value)
-    return out
+            processors += key.lower() == "processor"
+    return out, processors or None
 
 
 def cpu_description(info: dict) -> tuple[str, str, str | None]:
@@ -160,20 +163,23 @@ def thermal(root: Path | None = None) -> dict:
 
 def fingerprint(root: Path | None = None) -> dict:
     root = root or sysroot()
-    info = cpuinfo(root)
+    info, cores = cpuinfo(root)
     family, cpu, part = cpu_description(info)
     flags = set((info.get("flags") or info.get("features") or "").split())
     board = board_model(root)
     is_pi = bool(board and board.startswith("Raspberry Pi"))
-    return {"board": board, "cpu": cpu, "cpu_part": part, "family": family, "cores": _cores(info, root),
+    return {"board": board, "cpu": cpu, "cpu_part": part, "family": family, "cores": cores,
             "int8_features": {k: flag in flags for k, flag in INT8_FEATURES.get(family, {}).items()},
             "cpufreq": cpufreq(root), "memory": memory_mb(root), "soft_limit_c": soft_limit_c(root, is_pi),
             "is_raspberry_pi": is_pi}
 
 
-def _cores(info: dict, root: Path) -> int | None:
-    n = sum(1 for line in (_read(root, "proc/cpuinfo") or "").splitlines() if line.lower().startswith("processor"))
-    return n or None
+def peak_c(thermal_samples: dict) -> float | None:
+    """The highest temperature a run's `thermal` block ({"before", "after"}) saw, its peak during the run included."""
+    before, after = thermal_samples.get("before") or {}, thermal_samples.get("after") or {}
+    temps = [t for t in (before.get("temperature_c"), after.get("temperature_c"), after.get("max_temperature_c"))
+             if t is not None]
+    return max(temps) if temps else None
 
 
 def fast_int8(fp: dict) -> bool | None:

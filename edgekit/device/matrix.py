@@ -88,7 +88,7 @@ def chart(rows: list[dict], path: Path, title: str) -> bool:
         ax.set_title(title + "\n(no top-1: the bundles' images have no labels)", fontsize=9)
         ax.legend()
         fig.tight_layout()
-        return _save(fig, plt, path)
+        return save_png(fig, plt, path)
     for prec, marker in (("fp32", "o"), ("int8", "s")):
         xs = [r[f"{prec}_p50_ms"] for r in pts]
         ys = [100 * r[f"top1_{prec}"] for r in pts]
@@ -101,10 +101,11 @@ def chart(rows: list[dict], path: Path, title: str) -> bool:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return save_png(fig, plt, path)
 
 
-def _save(fig, plt, path: Path) -> bool:
+def save_png(fig, plt, path: Path) -> bool:
+    """The figure as a PNG, written beside `path` and renamed into it: never a half-written chart."""
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, format="png")
     plt.close(fig)
