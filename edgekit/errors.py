@@ -102,6 +102,10 @@ class PublishError(EdgekitError):
     pass
 
 
+class ClusterError(EdgekitError):
+    """A build matrix that cannot start (no cluster to join, no Ray), or pairs of it that failed."""
+
+
 class ChildFailed(EdgekitError):
     """An edgekit command run as a child process failed; it printed its own error line, so this one is silent."""
     already_reported = True

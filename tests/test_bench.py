@@ -4,13 +4,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import REPO, SAMPLE, free_port, needs_shared, run_cli, wait_for_port
+from . import sshboard
+from .conftest import SAMPLE, free_port, needs_shared, run_cli
 
 
 @pytest.fixture()
@@ -130,37 +130,10 @@ def test_device_install_pulls_and_signs(slim_env, tmp_path):
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
-    """A real OpenSSH server on 127.0.0.1 (generated host and user keys, a high port) standing in for a board."""
-    import getpass
-
-    exe = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(exe).exists():
-        pytest.skip("sshd is not installed here (.ci/run installs openssh-server)")
-    d = tmp_path_factory.mktemp("sshd")
-    for key in ("host_key", "user_key", "stranger_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
-    shutil.copy(d / "user_key.pub", d / "authorized_keys")
-    (d / "authorized_keys").chmod(0o600)
-    port = free_port()
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        f"PidFile {d / 'sshd.pid'}\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
-        f"SetEnv EDGEKIT_HISTORY={d / 'board-history.jsonl'}\n")
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-    proc = subprocess.Popen([exe, "-D", "-e", "-f", str(d / "sshd_config")], stderr=open(d / "sshd.log", "w"))
-    host_pub = (d / "host_key.pub").read_text().split()
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    user = getpass.getuser()
-    for name, key in (("ssh_config", "user_key"), ("stranger_config", "stranger_key")):
-        (d / name).write_text(f"Host *\n  IdentityFile {d / key}\n  IdentitiesOnly yes\n"
-                              f"  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n")
-    if not wait_for_port(port):
-        proc.kill()
-        pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
-    yield {"url": f"ssh://{user}@127.0.0.1:{port}", "dir": d, "port": port, "user": user}
-    proc.terminate()
-    proc.wait(timeout=10)
+    """A real OpenSSH server on 127.0.0.1 standing in for a board."""
+    board = sshboard.start(tmp_path_factory.mktemp("sshd"))
+    yield board
+    sshboard.stop(board)
 
 
 def test_bench_on_a_remote_board_over_ssh(sshd, slim_env, default_build, tmp_path, history):

@@ -173,7 +173,7 @@ def test_registry_credentials_from_env_or_docker_config_never_printed(default_bu
 
 def test_registry_not_found_is_read_from_the_reason_not_the_url():
     """A 401 from a registry on port 34047 once listed as empty: '404' was matched anywhere in the message."""
-    from edgekit.publish.oci import _not_found
+    from edgekit.publish.registry import not_found as _not_found
 
     assert _not_found(ValueError("Issue with http://127.0.0.1:5000/v2/edge/models/tags/list: Not Found"))
     assert not _not_found(ValueError("Issue with http://127.0.0.1:34047/v2/edge/models/tags/list: Unauthorized"))

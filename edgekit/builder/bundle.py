@@ -47,9 +47,8 @@ def _write_example(golden: Path, dest: Path) -> str:
 def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: StageLog, class_names: list[str],
                  class_wnids: list[str], mixed: dict | None = None) -> Path:
     out_root = req.out_dir
+    manifest.prepare_out(out_root)  # swept of a killed build's half-assembled bundle
     try:
-        out_root.mkdir(parents=True, exist_ok=True)
-        manifest.sweep(out_root)  # a killed build's half-assembled bundle
         tmp = Path(tempfile.mkdtemp(prefix=manifest.temp_prefix(), dir=out_root))
     except OSError as e:
         raise BuildError(f"cannot write to output directory {out_root}: {e.strerror}") from None

@@ -24,7 +24,7 @@ ENTRY = "entry.json"
 # Packages whose code never runs inside a stage: the command line and the stores. Everything else in edgekit
 # (core tables and TOML files, the builder, both routes, analysis, device-side preprocessing, metrics and runtimes)
 # counts, so no stage can miss code it reaches.
-OUTSIDE_STAGES = ("cli", "publish")
+OUTSIDE_STAGES = ("cli", "publish", "cluster")
 
 
 def default_dir() -> Path:
@@ -38,7 +38,7 @@ def key_of(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def source_digest(root: Path) -> str:
+def source_digest(root: Path, outside: tuple[str, ...] = OUTSIDE_STAGES) -> str:
     """Hash of every .py and .toml file below `root` (the edgekit package) outside OUTSIDE_STAGES, paths included.
 
     Derived, never listed: a stage's key changes with any code or table it could reach (the variant table, the
@@ -46,7 +46,7 @@ def source_digest(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if p.suffix not in (".py", ".toml") or not p.is_file() or rel.parts[0] in OUTSIDE_STAGES \
+        if p.suffix not in (".py", ".toml") or not p.is_file() or rel.parts[0] in outside \
                 or "__pycache__" in rel.parts:
             continue
         h.update(f"{rel.as_posix()}\0".encode())
@@ -126,9 +126,14 @@ class Cache:
             (tmp / ENTRY).write_text(json.dumps({"stage": stage, "key": key, "parts": parts, "files": files,
                                                  "meta": meta}, indent=1, default=str))
             final = self._dir(stage, key)
-            if final.exists():  # another build won the race
-                shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+            try:
+                os.rename(tmp, final)  # fails if the entry exists: never pull a finished entry from under a reader
+            except OSError:
+                won = self.lookup(stage, key)  # another build (a --jobs sibling, another node) finished it first
+                if won is None:
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+                return Hit(won.path, won.meta, False)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

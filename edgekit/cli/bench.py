@@ -36,8 +36,14 @@ def _threads(value: str) -> list[int]:
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None, help="Write the report here.")
 @click.option("--history", type=click.Path(dir_okay=False), default=None,
               help="History file to append to [default: $EDGEKIT_HISTORY or ~/.local/share/edgekit/history.jsonl].")
-@click.option("--device", default=None, help="Run on a remote board: ssh://[user@]host[:port] (--images is then a "
-                                              "directory on the board).")
+@click.option("--device", "devices", multiple=True,
+              help="Run on a remote board: ssh://[user@]host[:port] (--images is then a directory on the board). "
+                   "Repeat it for a fleet.")
+@click.option("--fleet", "fleet_file", type=click.Path(dir_okay=False), default=None,
+              help="A TOML file of boards ([[board]] name, url, tags, edgekit) to measure at once.")
+@click.option("--tag", "tags", multiple=True, help="With --fleet: only the boards with this tag (repeatable).")
+@click.option("--parallel", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Fleet: boards measured at the same time.")
 @click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
               help="ssh config file for --device [default: ssh's own, ~/.ssh/config].")
 @click.option("--remote-edgekit", default="edgekit", show_default=True,
@@ -55,12 +61,13 @@ def _threads(value: str) -> list[int]:
 @click.option("--random-weights", is_flag=True,
               help="Matrix mode: include variants with no weights (latency only; their top-1 is meaningless).")
 @click.option("--report-dir", default=None, type=click.Path(file_okay=False),
-              help="Matrix mode: where the table goes as JSON, Markdown and PNG [default: OUT/bench].")
-def bench(bundle, images, limit, golden_limit, threads, runs, warmup, runtime, json_file, history, device,
-          ssh_config, remote_edgekit, remote_dir, variant_name, target_name, out_dir, calib, num_calib, cache_dir,
-          random_weights, report_dir) -> None:
-    """Measure a bundle on this device (or a remote board): latency per thread count, drift against FP32 and
-    PyTorch. With --variant instead of BUNDLE: a per-variant table for one target."""
+              help="Matrix mode and fleets: where the table goes as JSON, Markdown and PNG [default: OUT/bench, "
+                   "or beside the bundle in bench/].")
+def bench(bundle, images, limit, golden_limit, threads, runs, warmup, runtime, json_file, history, devices,
+          fleet_file, tags, parallel, ssh_config, remote_edgekit, remote_dir, variant_name, target_name, out_dir,
+          calib, num_calib, cache_dir, random_weights, report_dir) -> None:
+    """Measure a bundle on this device, a remote board or a fleet of boards: latency per thread count, drift
+    against FP32 and PyTorch. With --variant instead of BUNDLE: a per-variant table for one target."""
     thread_list = _threads(threads)
     if runs < 1 or warmup < 0:
         raise UsageError("--runs must be at least 1 and --warmup at least 0")
@@ -68,10 +75,20 @@ def bench(bundle, images, limit, golden_limit, threads, runs, warmup, runtime, j
         raise UsageError("give either a BUNDLE directory or --variant (matrix mode), not both or neither")
     if json_file and not Path(json_file).resolve().parent.is_dir():
         raise UsageError(f"--json {json_file}: its directory does not exist")
+    if tags and not fleet_file:
+        raise UsageError("--tag picks boards of a --fleet file; give --fleet FILE.toml")
+    is_fleet = bool(fleet_file) or len(devices) > 1
+    if is_fleet and variant_name:
+        raise UsageError("a fleet measures one BUNDLE; matrix mode (--variant) takes at most one --device")
+    device = devices[0] if devices and not is_fleet else None
     # what a bench run measures, as the command-line arguments a child bench or a remote board takes
     args = ["--threads", threads, "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
     args += (["--images", images] if images else []) + (["--limit", str(limit)] if limit else [])
     args += ["--golden-limit", str(golden_limit)] if golden_limit else []
+    if bundle and is_fleet:
+        _bench_fleet(Path(bundle).resolve(), args, devices, fleet_file, tags, parallel, ssh_config, remote_edgekit, remote_dir,
+                     history, json_file, report_dir)
+        return
     if bundle:
         report = _bench_one(Path(bundle), args, thread_list, runs, warmup, runtime, images, limit, golden_limit,
                             history, device, ssh_config, remote_edgekit, remote_dir)
@@ -123,6 +140,33 @@ def _bench_one(bundle: Path, args: list[str], thread_list, runs, warmup, runtime
     path = history_mod.append_history(report, Path(history) if history else None)
     click.echo(f"  appended to {path}", err=True)
     return report
+
+
+def _bench_fleet(bundle: Path, args, devices, fleet_file, tags, parallel, ssh_config, remote_edgekit, remote_dir,
+                 history, json_file, report_dir) -> None:
+    """Every board of the fleet at once; the fleet table; every board's run in the history."""
+    from edgekit.device import fleet
+    from edgekit.device import history as history_mod
+
+    boards = fleet.boards(list(devices), Path(fleet_file) if fleet_file else None, list(tags))
+    click.echo(f"bench {bundle.name} on {len(boards)} board(s), {min(parallel, len(boards))} at a time", err=True)
+    results = fleet.run(boards, bundle, args, parallel, ssh_config, remote_edgekit, remote_dir,
+                        lambda line: click.echo(line, err=True))
+    for r in results:
+        if r.ok:
+            path = history_mod.append_history(r.report, Path(history) if history else None)
+    table = fleet.table(bundle, results)
+    paths = table.write(Path(report_dir) if report_dir else bundle.parent / "bench", f"fleet-{bundle.name}")
+    if json_file:
+        Path(json_file).write_text(json.dumps({"rows": table.rows, "reports": [r.report for r in results if r.ok]},
+                                              indent=2, default=str) + "\n")
+    click.echo(render.fleet_table(table))
+    if any(r.ok for r in results):
+        click.echo(f"  appended {sum(r.ok for r in results)} run(s) to {path}", err=True)
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()), err=True)
+    failed = fleet.failure(results)
+    if failed:
+        raise failed
 
 
 @main.command()

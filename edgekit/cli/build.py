@@ -1,18 +1,18 @@
 """`edgekit variants`, `edgekit build`, `edgekit analyze`: the build side's commands."""
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
 
 import click
 
+from edgekit.builder.options import BuildOptions
 from edgekit.builder.request import METHODS, ROUNDINGS
 from edgekit.cli import main, render
 from edgekit.cli.progress import Bars
 from edgekit.core.variants import VARIANTS, resolve_variants
-from edgekit.errors import UsageError
+from edgekit.errors import ClusterError, UsageError
 
 
 @main.command()
@@ -27,8 +27,9 @@ def variants(as_json: bool) -> None:
 
 _MODEL_OPTIONS = [
     click.option("--variant", "variant_name", default="lite0", show_default=True,
-                 help=f"One of {', '.join(VARIANTS)} or 'all'."),
-    click.option("--target", "target_name", default="x86", show_default=True, help="Target name or alias."),
+                 help=f"One of {', '.join(VARIANTS)}, a comma-separated list or 'all' (analyze: one)."),
+    click.option("--target", "target_name", default="x86", show_default=True,
+                 help="Target name or alias, a comma-separated list or 'all' (analyze: one)."),
     click.option("--calib", default=None, help="Calibration images: a directory (recursive) or a recipe name. "
                                                 "[default: the embedded 'default' recipe]"),
     click.option("--num-calib", default=200, show_default=True, help="Number of calibration images."),
@@ -53,31 +54,16 @@ def _model_options(f):
     return f
 
 
-def _requests(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file,
-              random_weights, out_dir, **extra):
-    """One BuildRequest per variant (weights resolved lazily, in order), and the class index."""
-    from edgekit.builder.calibration import select
-    from edgekit.builder.classes import imagenet1k
-    from edgekit.builder.request import BuildRequest, QuantOptions
-    from edgekit.builder.route import check_method
-    from edgekit.builder.weights import resolve_weights
-    from edgekit.core.targets import get_target
+def _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file, random_weights, cache_dir,
+             **extra) -> BuildOptions:
+    """Paths made absolute: a --jobs child or a Ray worker does not start where this command did."""
+    def absolute(p: str | None) -> str | None:
+        return str(Path(p).expanduser().resolve()) if p else None
 
-    variants_ = resolve_variants(variant_name)
-    target = get_target(target_name)
-    if weights_file and len(variants_) > 1:
-        raise UsageError("--weights names one checkpoint: use it with a single --variant, not 'all'")
-    classes = imagenet1k()
-    selection = select(calib, num_calib, num_val, val_dir, classes.index_of_wnid)
-    quant = QuantOptions(method=method or target.calibration_method, weight_rounding=rounding)
-    check_method(target, quant.method)
-
-    def each():
-        for v in variants_:
-            yield BuildRequest(v, target, resolve_weights(v, weights_file, random_weights), selection, quant,
-                               Path(out_dir), **extra)
-
-    return each(), classes
+    calib = absolute(calib) if calib and Path(calib).expanduser().exists() else calib  # else a recipe's name
+    return BuildOptions(calib=calib, num_calib=num_calib, num_val=num_val, method=method, rounding=rounding,
+                        val_dir=absolute(val_dir), weights_file=absolute(weights_file), random_weights=random_weights,
+                        cache_dir=absolute(cache_dir), **extra)
 
 
 @main.command()
@@ -93,40 +79,94 @@ def _requests(variant_name, target_name, calib, num_calib, num_val, method, roun
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Where bundles are written.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every stage (cache neither read nor kept).")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Several pairs (--variant/--target lists): build this many at once, each in its own process.")
+@click.option("--ray", "ray_address", default=None, is_flag=False, flag_value="auto",
+              help="Several pairs: each a task on the Ray cluster at this address (HEAD:PORT; alone, or 'auto': "
+                   "$RAY_ADDRESS). Needs the cluster extra.")
+@click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
+              help="With --ray: times a pair whose worker died (killed, out of memory, node lost) is run again.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the manifest as JSON on stdout (several pairs: the summary rows, each with its manifest).")
 def build(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file,
-          random_weights, cache_dir, max_drop, min_agreement, allow_float, out_dir, no_cache, as_json) -> None:
-    """Build validated INT8 bundle(s): export, quantize, convert for the target, validate, bundle."""
-    from edgekit.builder.cache import Cache, throwaway
-    from edgekit.builder.request import Budget
+          random_weights, cache_dir, max_drop, min_agreement, allow_float, out_dir, no_cache, jobs, ray_address,
+          retries, as_json) -> None:
+    """Build validated INT8 bundle(s): export, quantize, convert for the target, validate, bundle.
 
-    budget = None if max_drop is None and min_agreement is None else \
-        Budget(max_drop, None if min_agreement is None else min_agreement / 100)
-    requests, classes = _requests(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir,
-                                  weights_file, random_weights, out_dir, allow_float=allow_float, budget=budget)
-    with throwaway(cache_dir) if no_cache else contextlib.nullcontext(Cache(cache_dir)) as store:
-        results = _build_each(requests, store, classes)
+    --variant and --target take a name, a comma-separated list or 'all': every pair is built (one at a time, in
+    --jobs processes, or on a Ray cluster with --ray) and a summary table ends the run; a pair that fails fails
+    alone, and the exit status says whether any did."""
+    from edgekit.cluster import matrix
+
+    options = _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file, random_weights,
+                       cache_dir, max_drop=max_drop, min_agreement=min_agreement, allow_float=allow_float,
+                       no_cache=no_cache)
+    todo = matrix.pairs(variant_name, target_name)
+    check(options, todo)
+    results = _run(todo, options, Path(out_dir), jobs, ray_address, retries)
     if as_json:
-        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+        rows = [dict(r.row(), manifest=r.manifest) for r in results]
+        click.echo(json.dumps(results[0].manifest if len(results) == 1 and results[0].ok else rows, indent=2))
+    failed = [r for r in results if not r.ok]
+    if len(results) == 1 and failed:
+        raise ClusterError(failed[0].error)
+    if failed:
+        raise ClusterError(f"{len(failed)} of {len(results)} pairs failed: "
+                           + "; ".join(f"{r.pair.name}: {r.error}" for r in failed))
 
 
-def _build_each(requests, store, classes) -> list[dict]:
-    """Each request built in turn, with progress and a summary on stderr; their manifests."""
-    from edgekit import pipeline
+def check(options: BuildOptions, todo) -> None:
+    """Mistakes in the options themselves (a method a target lacks, a calibration directory that is not there,
+    --weights with several variants) stop the run before any pair starts; the rest is each pair's own."""
+    from edgekit.builder.calibration import select
+    from edgekit.builder.route import check_method
+    from edgekit.core.targets import get_target
+
+    if options.weights_file and len({p.variant for p in todo}) > 1:
+        raise UsageError("--weights names one checkpoint: use it with a single --variant, not several or 'all'")
+    options.budget  # noqa: B018  (a Budget out of range raises here)
+    select(options.calib, options.num_calib, options.num_val, options.val_dir)
+    for t in {p.target for p in todo}:
+        target = get_target(t)
+        check_method(target, options.method or target.calibration_method)
+
+
+def _run(todo, options: BuildOptions, out: Path, jobs: int, ray_address: str | None, retries: int):
+    """The pairs built the way asked, with one progress view on stderr and the summary table at the end."""
+    from edgekit.cluster import matrix
+    from edgekit.core.targets import get_target
 
     bars = Bars()
-    results = []
+    n, t0 = len(todo), time.perf_counter()
+    seen = []
+    inline = ray_address is None and (jobs == 1 or n == 1)  # stage bars only for a pair built in this process
+
+    def started(pair, where):
+        if inline:
+            count = f"[{len(seen) + 1}/{n}] " if n > 1 else ""
+            click.echo(f"{count}edgekit build {pair.label} ({get_target(pair.target).format})", err=True)
+        else:
+            click.echo(f"  started {pair.label} ({where})", err=True)
+
+    def finished(r):
+        seen.append(r)
+        bars.done() if r.ok else bars.close()
+        if inline and r.ok:
+            click.echo(render.build_summary(r.path, r.manifest) + f"\n  total {r.seconds:.1f} s", err=True)
+        elif inline:
+            if n > 1:  # one pair: its error line ends the command, said once
+                click.echo(f"  failed: {r.error}", err=True)
+        else:
+            click.echo(f"[{len(seen)}/{n}] {r.pair.label} " + (f"built in {r.seconds:.1f} s on {r.where}" if r.ok
+                       else f"FAILED after {r.seconds:.1f} s: {r.error}"), err=True)
+
+    events = matrix.Events(started, finished, lambda line: click.echo(line, err=True), bars)
     try:
-        for req in requests:
-            click.echo(f"edgekit build {req.variant.name} -> {req.target.name} ({req.target.format}); weights: "
-                       f"{req.weights.origin}", err=True)
-            t = time.perf_counter()
-            path, m = pipeline.build(req, store, list(classes.names), list(classes.wnids), bars)
-            bars.done()
-            click.echo(render.build_summary(path, m) + f"\n  total {time.perf_counter() - t:.1f} s", err=True)
-            results.append(m)
+        results = matrix.run(todo, options, out, jobs, ray_address, retries, events)
     finally:
         bars.close()
+    if n > 1:
+        click.echo(render.matrix_summary([r.row() for r in results], time.perf_counter() - t0), err=True)
     return results
 
 
@@ -151,9 +191,10 @@ def analyze(variant_name, target_name, calib, num_calib, num_val, method, roundi
         raise UsageError("analyze takes one --variant, not 'all'")
     if images < 1:
         raise UsageError("--images must be at least 1")
-    requests, _ = _requests(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir,
-                            weights_file, random_weights, out_dir)
-    req = next(requests)
+    from edgekit.builder.options import requests
+
+    options = _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file, random_weights, cache_dir)
+    req = next(requests(options, variant_name, target_name, Path(out_dir))[0])
     bars = Bars()
     try:
         report = pipeline.analyze(req, Cache(cache_dir), images, bars)

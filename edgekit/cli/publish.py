@@ -18,11 +18,28 @@ _INSECURE = click.option("--insecure", is_flag=True, help="Allow plain HTTP to a
 @_INSECURE
 @click.option("--sign", "sign_key", type=click.Path(dir_okay=False), default=None,
               help="Sign the bundle with this private key (edgekit keygen); pull --verify-key checks it.")
-def publish(bundle, dest, force, insecure, sign_key) -> None:
-    """Publish a verified bundle to a directory or an OCI registry (idempotent, atomic)."""
+@click.option("--bench", "bench_sources", multiple=True, metavar="FILE.json|history",
+              help="Attach bench reports of this build: a report or fleet JSON (bench --json), or 'history' (the "
+                   "latest run per device in the bench history). Repeatable; a bundle already published is not "
+                   "uploaded again.")
+@click.option("--history", type=click.Path(dir_okay=False), default=None,
+              help="With --bench history: the history file [default: $EDGEKIT_HISTORY or "
+                   "~/.local/share/edgekit/history.jsonl].")
+def publish(bundle, dest, force, insecure, sign_key, bench_sources, history) -> None:
+    """Publish a verified bundle to a directory or an OCI registry (idempotent, atomic), with its bench reports."""
     from edgekit import publish as store
 
+    if bench_sources:  # refuse reports of another build before anything is uploaded
+        from edgekit.core import bundle as manifest
+        from edgekit.publish import reports
+
+        m = manifest.read(Path(bundle))
+        reports.collect(manifest.file_sha256(Path(bundle) / manifest.MANIFEST), m["name"], list(bench_sources),
+                        Path(history) if history else None)
     click.echo(store.publish(Path(bundle), dest, force, insecure, Path(sign_key) if sign_key else None))
+    if bench_sources:
+        click.echo(store.attach(Path(bundle), dest, list(bench_sources), Path(history) if history else None,
+                                insecure))
 
 
 @main.command()
@@ -37,8 +54,14 @@ def pull(ref, to_dir, force, insecure, verify_key) -> None:
     """Fetch a published bundle (a directory or oci://HOST/REPO:TAG), verify every file, place it atomically."""
     from edgekit import publish as store
 
+    from edgekit.publish import reports
+
     path = store.pull(ref, Path(to_dir), force, insecure, Path(verify_key) if verify_key else None)
-    click.echo(f"pulled {ref} to {path} (every file verified{', signature checked' if verify_key else ''})")
+    runs = reports.dir_of(path)
+    count = len(list(runs.glob("*.json"))) if runs.is_dir() else 0
+    click.echo(f"pulled {ref} to {path} (every file verified{', signature checked' if verify_key else ''})"
+               + (f"; {count} bench report(s) in {runs}" + (" (checked against their digests and this build, "
+                  "not signed)" if verify_key else "") if count else ""))
 
 
 @main.command(name="ls")

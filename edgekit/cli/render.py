@@ -20,7 +20,7 @@ def variants_table(rows: list[dict]) -> str:
 
 def build_summary(path: Path, m: dict) -> str:
     v = m["validation"]
-    lines = [f"bundle: {path}"]
+    lines = [f"bundle: {path}", f"  weights: {m['weights']['origin']}"]
     for name, s in m["timings"].items():
         if isinstance(s, dict):
             lines.append(f"  {name:14} {s['seconds']:7.2f} s{'  (cached)' if s['cached'] else ''}")
@@ -60,6 +60,23 @@ def build_summary(path: Path, m: dict) -> str:
         lines.append(f"  warning: {w}")
     if not m["weights"]["pretrained"]:
         lines.append("  WARNING: " + m["weights"]["warning"])
+    return "\n".join(lines)
+
+
+def matrix_summary(rows: list[dict], wall_s: float) -> str:
+    """The end of a build matrix: one line per pair, built or failed and why."""
+    lines = [f"{'bundle':20} {'agreement':>9} {'drop':>6} {'INT8 MB':>7} {'build s':>7} {'cached':>6}  where / error"]
+    for r in rows:
+        if r["ok"]:
+            agree = "" if r["agreement"] is None else f"{100 * r['agreement']:.2f}%"
+            drop = "" if r["drop_points"] is None else f"{r['drop_points']:.2f}"
+            lines.append(f"{r['bundle'][:20]:20} {agree:>9} {drop:>6} {r['int8_mb'] or 0:7.2f} {r['seconds']:7.1f} "
+                         f"{r['cached']:>6}  {r['where']}")
+        else:
+            lines.append(f"{r['bundle'][:20]:20} {'FAILED':>9} {'':6} {'':7} {r['seconds']:7.1f} {'':6}  {r['error']}")
+    ok = sum(r["ok"] for r in rows)
+    busy = sum(r["seconds"] for r in rows)
+    lines.append(f"{ok} of {len(rows)} pairs built in {wall_s:.1f} s wall ({busy:.1f} s of builds)")
     return "\n".join(lines)
 
 
@@ -183,6 +200,39 @@ def compare_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def fleet_table(table) -> str:
+    lines = [table.title, f"{'board':16} {'model':34} {'INT8 features':22} {'int8 p50':>9} {'fp32 p50':>9} "
+                         f"{'speedup':>7} {'agree':>7} {'max temp':>8} {'thr.':>5}  verdict"]
+    for r in table.rows:
+        if not r["ok"]:
+            lines.append(f"{r['board'][:16]:16} FAILED: {r['error']}")
+            continue
+        lines.append(f"{r['board'][:16]:16} {r['model'][:34]:34} {', '.join(r['int8_features'])[:22] or 'none':22} "
+                     f"{r['int8_p50_ms']:6.2f} ms {r['fp32_p50_ms']:6.2f} ms {r['speedup']:6.2f}x "
+                     f"{_pct(r['agreement']):>7} {_temp(r['max_temperature_c']):>8} {r['throttled'] or '-':>5}  "
+                     f"{'INT8 pays off' if r['int8_pays_off'] else 'ship FP32'}"
+                     + ("" if r["comparable"] else " (not comparable)"))
+    ok = sum(r["ok"] for r in table.rows)
+    lines.append(f"{ok} of {len(table.rows)} boards measured")
+    return "\n".join(lines)
+
+
+def _ms(v, unit: str = " ms") -> str:
+    """A figure a store annotated (a string), or '?' where it is missing or not a number."""
+    try:
+        return f"{float(v):.2f}{unit}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _pct(v) -> str:
+    return "" if v is None else f"{100 * v:.2f}%"
+
+
+def _temp(v) -> str:
+    return "" if v is None else f"{v:.1f} C"
+
+
 def store_table(rows: list[dict]) -> str:
     lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7}  created"]
     for r in rows:
@@ -192,6 +242,11 @@ def store_table(rows: list[dict]) -> str:
                      f"{'' if agree is None else f'{100 * float(agree):8.2f}%':>9} "
                      f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7}  "
                      f"{r.get('org.opencontainers.image.created', '')}")
+        for b in r.get("bench") or []:
+            lines.append(f"    measured on {b.get('device')} ({b.get('runtime')}, {b.get('threads')} thr): p50 INT8 "
+                         f"{_ms(b.get('int8_p50_ms'))}, FP32 {_ms(b.get('fp32_p50_ms'))}, speed-up "
+                         f"{_ms(b.get('speedup'), 'x')}" + ("" if b.get("comparable") != "false" else
+                                                           " (not comparable)"))
     return "\n".join(lines)
 
 

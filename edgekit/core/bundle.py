@@ -7,10 +7,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
-from edgekit.errors import ManifestError
+from edgekit.errors import BuildError, ManifestError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -30,6 +31,12 @@ def file_sha256(path: Path) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def artifact_bytes(bundle: Path, manifest: dict, precision: str = "int8") -> int:
+    """Size of one precision's artifact files in the bundle (model.int8.xml + .bin, model.int8.onnx, ...)."""
+    stem = Path(manifest["artifacts"][precision]).stem + "."
+    return sum((Path(bundle) / f).stat().st_size for f in manifest["files"] if f.startswith(stem))
 
 
 def checksums(bundle: Path) -> dict[str, str]:
@@ -65,13 +72,23 @@ def read(bundle: Path, verify: bool = True) -> dict:
     return m
 
 
+def _host() -> str:
+    """A short tag of this machine: on a directory several machines share (a cluster's cache), a process id alone
+    does not say whose a temporary is."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _owner() -> str:
+    return f"{os.getpid()}-h{_host()}"
+
+
 def temp_prefix(kind: str = "tmp") -> str:
-    """Temporary names carry their owner's process id, so that `sweep` can tell a killed writer's leftovers from a
-    running writer's work."""
-    return f".{kind}-{os.getpid()}-"
+    """Temporary names carry their owner's process id and machine, so that `sweep` can tell a killed writer's
+    leftovers from a running writer's work."""
+    return f".{kind}-{_owner()}-"
 
 
-_OWNED = re.compile(r"^\.(?:tmp|nocache|old-.+)-(\d+)(?:-|$)")
+_OWNED = re.compile(r"^\.(?:tmp|nocache|old-.+)-(\d+)(?:-h([0-9a-f]{8}))?(?:-|$)")
 
 
 def _alive(pid: int) -> bool:
@@ -94,7 +111,9 @@ def sweep(parent: Path) -> int:
         return 0
     for p in entries:
         m = _OWNED.match(p.name)
-        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+        if not m or (m.group(2) or _host()) != _host():  # another machine's: its process table is not ours
+            continue
+        if int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
             continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
@@ -104,11 +123,21 @@ def sweep(parent: Path) -> int:
     return removed
 
 
+def prepare_out(out_root: Path) -> Path:
+    """The output directory, made if missing and swept of what killed writers left; one line if it cannot be."""
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        sweep(out_root)
+    except OSError as e:
+        raise BuildError(f"cannot write to output directory {out_root}: {e.strerror}") from None
+    return out_root
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Put the finished directory `tmp` at `final`, replacing what is there: a reader sees the old or the new
     directory, never a mix."""
     if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        old = final.with_name(f".old-{final.name}-{_owner()}")
         os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)

@@ -84,7 +84,10 @@ def get_variant(name: str) -> Variant:
 
 
 def resolve_variants(name: str) -> list[Variant]:
-    """'all' means every variant; otherwise a single one."""
-    if name.lower() == "all":
+    """'all' means every variant; otherwise one name or a comma-separated list (lite0,lite2), in the order given."""
+    if name.strip().lower() == "all":
         return list(VARIANTS.values())
-    return [get_variant(name)]
+    names = [n.strip() for n in name.split(",") if n.strip()]
+    if not names:
+        raise UnknownVariant(f"--variant {name!r}: name one of {', '.join(VARIANTS)}, a comma-separated list or 'all'")
+    return list({v.name: v for v in map(get_variant, names)}.values())

@@ -23,20 +23,21 @@ def rows(runs: list[dict]) -> list[dict]:
     for r in runs:
         key = (r["bundle"]["name"], device_name(r), r["device"].get("runtime_package") or r["device"]["runtime"])
         groups.setdefault(key, []).append(r)
-    out = []
-    for (bundle, device, runtime), reports in groups.items():
-        last = reports[-1]
-        v = last.get("verdict") or verdict(last)  # runs recorded before the verdict existed
-        lat = last["latency"][str(v["threads"])]
-        th = last.get("thermal") or {}
-        flags = (th.get("after") or {}).get("throttled")
-        out.append({"bundle": bundle, "device": device, "runtime": runtime, "threads": v["threads"],
-                    "int8_p50_ms": lat["int8"]["p50_ms"], "fp32_p50_ms": lat["fp32"]["p50_ms"],
-                    "speedup": v["speedup"], "agreement": agreement(last)[0], "int8_pays_off": v["clearly_faster"],
-                    "max_temperature_c": peak_c(th),
-                    "throttled": flags["raw"] if flags else None,
-                    "comparable": last.get("comparable", True), "runs": len(reports), "time": last["time"]})
-    return out
+    return [{**summary(reports[-1]), "runs": len(reports)} for reports in groups.values()]
+
+
+def summary(report: dict) -> dict:
+    """One run's key figures at its verdict's thread count: latency, speed-up, agreement, heat, throttling."""
+    v = report.get("verdict") or verdict(report)  # runs recorded before the verdict existed
+    lat = report["latency"][str(v["threads"])]
+    th = report.get("thermal") or {}
+    flags = (th.get("after") or {}).get("throttled")
+    return {"bundle": report["bundle"]["name"], "device": device_name(report),
+            "runtime": report["device"].get("runtime_package") or report["device"]["runtime"],
+            "threads": v["threads"], "int8_p50_ms": lat["int8"]["p50_ms"], "fp32_p50_ms": lat["fp32"]["p50_ms"],
+            "speedup": v["speedup"], "agreement": agreement(report)[0], "int8_pays_off": v["clearly_faster"],
+            "max_temperature_c": peak_c(th), "throttled": flags["raw"] if flags else None,
+            "comparable": report.get("comparable", True), "time": report["time"]}
 
 
 def plot(table: list[dict], path: Path) -> Path:

@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.core.bundle import MANIFEST, bundle_name, read
+from edgekit.core.bundle import MANIFEST, artifact_bytes, bundle_name, read
 from edgekit.core.targets import get_target
 from edgekit.core.variants import VARIANTS, resolve_variants
 from edgekit.device.verdict import verdict
@@ -21,8 +21,7 @@ def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
     """Key figures of one bench report. Top-1 comes from the build's validation images when they had labels
     (hundreds of images), else from the golden set measured on this device."""
     lat = report["latency"][threads]
-    int8_files = [f for f in manifest["files"] if f.startswith(Path(manifest["artifacts"]["int8"]).stem + ".")]
-    size = sum((bundle / f).stat().st_size for f in int8_files) / 1e6
+    size = artifact_bytes(bundle, manifest, "int8") / 1e6
     val = manifest.get("validation") or {}
     gold = (report.get("golden") or {}).get("vs_pytorch") or {}
     if "top1_fp32" in val:

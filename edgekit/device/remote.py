@@ -11,8 +11,11 @@ import shlex
 import subprocess
 import sys
 import tarfile
+import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from edgekit.errors import RemoteError
@@ -56,10 +59,13 @@ def parse_device(spec: str, ssh_config: str | None = None) -> Device:
     return Device(u.hostname, u.username, port, ssh_config)
 
 
-def _ssh(dev: Device, command: str, stdin: bytes | None = None, stream: bool = False,
+def _ssh(dev: Device, command: str, stdin: bytes | None = None, stream: bool | Callable[[str], None] = False,
          timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run `command` on the board. With stream=True the board's stderr (progress) goes to ours as it comes."""
+    """Run `command` on the board. With stream=True the board's stderr (progress) goes to ours as it comes; with a
+    callable, each of its lines goes to it (a fleet run names the board in front)."""
     try:
+        if callable(stream):
+            return _ssh_lines(dev, command, stream)
         return subprocess.run(dev.ssh_args() + [command], input=stdin, stdout=subprocess.PIPE,
                               stderr=sys.stderr if stream else subprocess.PIPE, timeout=timeout)
     except FileNotFoundError:
@@ -67,6 +73,24 @@ def _ssh(dev: Device, command: str, stdin: bytes | None = None, stream: bool = F
             from None
     except subprocess.TimeoutExpired:
         raise RemoteError(f"{dev.url} did not finish '{command.split()[0]}' within {timeout:.0f} s") from None
+
+
+def _ssh_lines(dev: Device, command: str, on_line: Callable[[str], None]) -> subprocess.CompletedProcess:
+    """`command` with its stderr read line by line (kept, for the error message, and passed on)."""
+    p = subprocess.Popen(dev.ssh_args() + [command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(p.stdout.read()), daemon=True)
+    reader.start()
+    kept = []
+    for raw in iter(p.stderr.readline, b""):
+        line = raw.decode(errors="replace").rstrip()
+        kept = (kept + [line])[-20:]
+        if line.strip():
+            on_line(line)
+    rc = p.wait()
+    reader.join()
+    return subprocess.CompletedProcess(p.args, rc, b"".join(out), "\n".join(kept).encode())
 
 
 def _last_line(b: bytes | None) -> str:
@@ -91,9 +115,9 @@ def _tar(bundle: Path) -> bytes:
 
 
 def bench(dev: Device, bundle: Path, manifest_sha256: str, bench_args: list[str], remote_edgekit: str,
-          remote_root: str = REMOTE_ROOT) -> bytes:
+          remote_root: str = REMOTE_ROOT, on_line: Callable[[str], None] | None = None) -> bytes:
     """Copy `bundle` to the board, run `edgekit bench` there and return its JSON report (bytes)."""
-    exe = shlex.quote(remote_edgekit) if " " not in remote_edgekit else remote_edgekit
+    exe = _command(remote_edgekit)
     r = _ssh(dev, f"{exe} --version", timeout=CONNECT_TIMEOUT_S * 3)
     if r.returncode == 127:
         raise RemoteError(f"edgekit is not installed on {dev.url} ({_last_line(r.stderr)}): install it there "
@@ -102,13 +126,23 @@ def bench(dev: Device, bundle: Path, manifest_sha256: str, bench_args: list[str]
     # content-addressed remote directory: a bundle already copied is reused, a changed one gets a fresh place
     remote = f"{remote_root.rstrip('/')}/{bundle.name}-{manifest_sha256[:16]}"
     q = shlex.quote(remote)
-    r = _ssh(dev, f"rm -rf {q}.tmp && mkdir -p {q}.tmp && tar -x -C {q}.tmp && rm -rf {q} && mv {q}.tmp {q}",
-             stdin=_tar(bundle))
+    tmp = shlex.quote(f"{remote}.tmp-{uuid.uuid4().hex[:12]}")  # this run's own: never another run's half copy
+    r = _ssh(dev, f"mkdir -p {tmp} && tar -x -C {tmp} && rm -rf {q} && mv {tmp} {q}", stdin=_tar(bundle))
     _check(dev, r, "copying the bundle")
-    report = f"{remote}/../{bundle.name}-bench.json"
+    report = f"{remote}/../{bundle.name}-bench-{uuid.uuid4().hex[:12]}.json"  # one per run: boards may share a disk
     args = " ".join(shlex.quote(a) for a in bench_args)
-    r = _ssh(dev, f"{exe} bench {q} {args} --json {shlex.quote(report)}", stream=True)
+    r = _ssh(dev, f"{exe} bench {q} {args} --json {shlex.quote(report)}", stream=on_line or True)
     _check(dev, r, "running edgekit bench")
-    r = _ssh(dev, f"cat {shlex.quote(report)}")
+    r = _ssh(dev, f"cat {shlex.quote(report)} && rm -f {shlex.quote(report)}")
     _check(dev, r, "reading the report")
     return r.stdout
+
+
+def _command(remote_edgekit: str) -> str:
+    """The board's edgekit as its shell should see it: a command line with spaces as given, a `~/` path with the
+    remote home expanded (quoting would keep the shell from it), anything else quoted."""
+    if " " in remote_edgekit:
+        return remote_edgekit
+    if remote_edgekit.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(remote_edgekit[2:])
+    return shlex.quote(remote_edgekit)

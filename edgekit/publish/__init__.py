@@ -20,11 +20,26 @@ def publish(bundle: Path, dest: str, force: bool = False, insecure: bool = False
             sign_key: Path | None = None) -> str:
     """`sign_key`: a private key (signing.keygen) to sign the bundle manifest's digest with."""
     if _is_oci(dest):
-        from edgekit.publish import oci
+        from edgekit.publish import oci, registry
 
-        with oci.registry_errors():
+        with registry.registry_errors():
             return oci.publish(bundle, dest, force, insecure, sign_key)
     return directory.publish(bundle, dest, None, force, sign_key)
+
+
+def attach(bundle: Path, dest: str, sources: list[str], history: Path | None = None, insecure: bool = False) -> str:
+    """Bench reports of this very build (files, or 'history') kept with the bundle already published at `dest`."""
+    from edgekit.core import bundle as manifest
+    from edgekit.publish import reports
+
+    m = manifest.read(bundle)
+    runs = reports.collect(manifest.file_sha256(bundle / manifest.MANIFEST), m["name"], sources, history)
+    if _is_oci(dest):
+        from edgekit.publish import referrers, registry
+
+        with registry.registry_errors():
+            return referrers.attach(bundle, dest, insecure, runs)
+    return directory.attach(bundle, dest, None, runs)
 
 
 def pull(src: str, to: Path, force: bool = False, insecure: bool = False, verify_key: Path | None = None) -> Path:
@@ -33,9 +48,9 @@ def pull(src: str, to: Path, force: bool = False, insecure: bool = False, verify
     made = [p for p in [Path(to), *Path(to).parents] if not p.exists()]
     try:
         if _is_oci(src):
-            from edgekit.publish import oci
+            from edgekit.publish import oci, registry
 
-            with oci.registry_errors():
+            with registry.registry_errors():
                 return oci.pull(src, to, force, insecure, verify_key)
         return directory.pull(directory.root_of(src), to, force, verify_key)
     except BaseException:
@@ -49,9 +64,9 @@ def pull(src: str, to: Path, force: bool = False, insecure: bool = False, verify
 
 def ls(dest: str, insecure: bool = False) -> list[dict]:
     if _is_oci(dest):
-        from edgekit.publish import oci
+        from edgekit.publish import oci, registry
 
-        with oci.registry_errors():
+        with registry.registry_errors():
             return oci.ls(dest, insecure)
     return directory.ls(dest)
 

@@ -3,15 +3,18 @@ record `<name>.edgekit.json` of the manifest's sha256 (and its signature, `publi
 pull checks the manifest against: inside the bundle, the manifest would vouch for itself."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
 from edgekit.core import bundle as manifest
 from edgekit.errors import ManifestError, PublishError
+from edgekit.publish import reports as bench
 from edgekit.publish import signing
 from edgekit.publish.bundles import annotations, place, safe_files, verified
 
@@ -48,12 +51,16 @@ def publish(bundle: Path, dest: str, name: str | None, force: bool, sign_key: Pa
     record = {"name": name, "manifest_sha256": ours}
     if sign_key:
         record["signature"] = signing.sign(sign_key, ours)
+    same_build = False
     if (final / manifest.MANIFEST).is_file():
         if manifest.file_sha256(final / manifest.MANIFEST) == ours:
+            old = read_record(final) or {}
+            same_build = old.get("manifest_sha256") == ours
+            if same_build and old.get("reports"):
+                record["reports"] = old["reports"]  # the same build: its measurements still hold
             try:
                 manifest.read(final)
-                old = read_record(final) or {}
-                if old.get("manifest_sha256") == ours and (not sign_key or old.get("signature") == record["signature"]):
+                if same_build and (not sign_key or old.get("signature") == record["signature"]):
                     return f"{final} already holds this bundle: nothing to do"
                 manifest.write_json(record_of(final), record)  # same bundle, record added or signed now
                 return f"published {name} to {final} (bundle already there; record{' and signature' * bool(sign_key)}" \
@@ -76,7 +83,41 @@ def publish(bundle: Path, dest: str, name: str | None, force: bool, sign_key: Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     manifest.write_json(record_of(final), record)
+    if not same_build:
+        shutil.rmtree(bench.dir_of(final), ignore_errors=True)  # reports of the build this one replaced
     return f"published {name} to {final}" + (f" (signed by key {record['signature']['key_id']})" if sign_key else "")
+
+
+def attach(bundle: Path, dest: str, name: str | None, runs: list[dict]) -> str:
+    """Bench reports kept beside the published bundle in DEST/<name>.bench/, each listed (digest and summary) in the
+    publish record; the bundle itself is not copied again. Only to the build that was measured."""
+    m = verified(bundle)
+    name = name or m["name"]
+    final = root_of(dest) / name
+    record = read_record(final)
+    if record is None or record.get("manifest_sha256") != manifest.file_sha256(bundle / manifest.MANIFEST):
+        raise PublishError(f"{final} does not hold this build of {name}: publish the bundle there first")
+    listed = {e["file"] for e in record.get("reports", [])}
+    folder = bench.dir_of(final)
+    added = []
+    for run in runs:
+        data = bench.encode(run)
+        fname = bench.file_name(data)
+        if fname in listed:
+            continue
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=manifest.temp_prefix(), dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / fname)
+        record.setdefault("reports", []).append({"file": fname, "sha256": hashlib.sha256(data).hexdigest(),
+                                                 "summary": bench.summary(run)})
+        added.append(fname)
+    if not added:
+        return f"{final} already holds these bench reports: nothing to attach"
+    manifest.write_json(record_of(final), record)  # the record last: a report it lists is always there
+    return f"attached {len(added)} bench report(s) to {final} (in {folder})"
 
 
 def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None) -> Path:
@@ -103,9 +144,30 @@ def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None) -> Pa
                                "published (altered in the store)")
         if verify_key:
             signing.verify(verify_key, got, record.get("signature"), str(src))
-        return place(tmp, to, force)
+        runs = {}
+        for e in _entries(record, src):
+            try:
+                data = (bench.dir_of(src) / e["file"]).read_bytes()
+            except OSError:
+                warnings.warn(f"{src}: bench report {e['file']} is listed but missing from the store; skipped")
+                continue
+            bench.check(e["file"], data, e["sha256"], got, str(src))
+            runs[e["file"]] = data
+        placed = place(tmp, to, force)
+        bench.place(runs, placed)
+        return placed
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _entries(record: dict, where: Path) -> list[dict]:
+    """The record's report entries; one that is not {file, sha256} with a plain file name is refused."""
+    out = record.get("reports", [])
+    if not isinstance(out, list) or not all(isinstance(e, dict) and isinstance(e.get("file"), str)
+                                            and isinstance(e.get("sha256"), str) for e in out):
+        raise PublishError(f"{record_of(where)} lists bench reports it cannot describe; publish the bundle again")
+    safe_files([e["file"] for e in out])
+    return out
 
 
 def ls(dest: str) -> list[dict]:
@@ -117,8 +179,10 @@ def ls(dest: str) -> list[dict]:
         if (d / manifest.MANIFEST).is_file() and not d.name.startswith("."):
             m = manifest.read(d, verify=False)
             row = {"name": d.name, **annotations(m, manifest.file_sha256(d / manifest.MANIFEST))}
-            sig = (read_record(d) or {}).get("signature")
-            if sig:
-                row["vnd.edgekit.signature.key-id"] = sig["key_id"]
+            record = read_record(d) or {}
+            if record.get("signature"):
+                row["vnd.edgekit.signature.key-id"] = record["signature"]["key_id"]
+            row["bench"] = bench.per_device([e["summary"] for e in _entries(record, d)
+                                             if isinstance(e.get("summary"), dict)])
             out.append(row)
     return out

@@ -45,3 +45,13 @@ def get_target(name: str) -> Target:
             return t
     valid = ", ".join(f"{t.name} ({'/'.join(t.aliases)})" if t.aliases else t.name for t in targets().values())
     raise UnknownTarget(f"unknown target '{name}': choose one of {valid}")
+
+
+def resolve_targets(name: str) -> list[Target]:
+    """'all' means every target; otherwise one name (or alias) or a comma-separated list, in the order given."""
+    if name.strip().lower() == "all":
+        return list(targets().values())
+    names = [n.strip() for n in name.split(",") if n.strip()]
+    if not names:
+        raise UnknownTarget(f"--target {name!r}: name one of {', '.join(targets())}, a comma-separated list or 'all'")
+    return list({t.name: t for t in map(get_target, names)}.values())

@@ -1,0 +1,78 @@
+"""What `edgekit build` is told besides which pairs and where: plain values as the command line gives them, so that
+one build can be described to another process or another machine (a `--jobs` child, a Ray task) and turned into a
+BuildRequest there, where its images and weights are resolved."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgekit.builder.request import Budget, BuildRequest, QuantOptions
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    calib: str | None = None  # a directory or a recipe name; None: the embedded default recipe
+    num_calib: int = 200
+    num_val: int = 1000
+    method: str | None = None  # None: the target's calibration_method
+    rounding: str = "gptq"
+    val_dir: str | None = None
+    weights_file: str | None = None
+    random_weights: bool = False
+    max_drop: float | None = None  # top-1 points
+    min_agreement: float | None = None  # percent, as --min-agreement takes it
+    allow_float: bool = False
+    cache_dir: str | None = None  # None: $EDGEKIT_CACHE_DIR or ~/.cache/edgekit of the process that builds
+    no_cache: bool = False
+
+    @property
+    def budget(self) -> Budget | None:
+        if self.max_drop is None and self.min_agreement is None:
+            return None
+        return Budget(self.max_drop, None if self.min_agreement is None else self.min_agreement / 100)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def cli_args(self) -> list[str]:
+        """The same options as `edgekit build` arguments (a child process builds what this one would)."""
+        flags = {"calib": "--calib", "method": "--method", "val_dir": "--val", "weights_file": "--weights",
+                 "max_drop": "--max-drop", "min_agreement": "--min-agreement", "cache_dir": "--cache-dir"}
+        out = ["--num-calib", str(self.num_calib), "--num-val", str(self.num_val), "--rounding", self.rounding]
+        for key, flag in flags.items():
+            if getattr(self, key) is not None:
+                out += [flag, str(getattr(self, key))]
+        for key, flag in (("random_weights", "--random-weights"), ("allow_float", "--allow-float"),
+                          ("no_cache", "--no-cache")):
+            out += [flag] if getattr(self, key) else []
+        return out
+
+
+def requests(options: BuildOptions, variant_names: str, target_name: str, out_dir: Path):
+    """One BuildRequest per variant of `variant_names` for one target (weights resolved lazily, in order), and the
+    class index. Errors in the options (an unknown method, a missing calibration directory) are raised here, before
+    any build starts."""
+    from edgekit.builder.calibration import select
+    from edgekit.builder.classes import imagenet1k
+    from edgekit.builder.route import check_method
+    from edgekit.builder.weights import resolve_weights
+    from edgekit.core.targets import get_target
+    from edgekit.core.variants import resolve_variants
+    from edgekit.errors import UsageError
+
+    variants = resolve_variants(variant_names)
+    target = get_target(target_name)
+    if options.weights_file and len(variants) > 1:
+        raise UsageError("--weights names one checkpoint: use it with a single --variant, not several or 'all'")
+    classes = imagenet1k()
+    selection = select(options.calib, options.num_calib, options.num_val, options.val_dir, classes.index_of_wnid)
+    quant = QuantOptions(method=options.method or target.calibration_method, weight_rounding=options.rounding)
+    check_method(target, quant.method)
+    budget = options.budget
+
+    def each():
+        for v in variants:
+            yield BuildRequest(v, target, resolve_weights(v, options.weights_file, options.random_weights),
+                               selection, quant, Path(out_dir), allow_float=options.allow_float, budget=budget)
+
+    return each(), classes
