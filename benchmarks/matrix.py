@@ -4,7 +4,7 @@
 
 One `edgekit build --variant V --target T --json` run, serial, with an empty stage cache: its wall time is the
 matrix's serial time here. Each pair's own time comes from the summary. On a cluster each node keeps its own cache
-(unless --cache-dir names a shared one), so a pair that found stages cached here (onnx after x86: export and
+(unless --cache-dir names a shared one), so a pair that found stages cached here (x86 after onnx: export and
 quantize) would build them again there: its cold time adds back what those stages took for the pair that made them.
 The expected wall time on N nodes packs those cold times longest first, one build per node at a time (a node like
 this one: 2 cores). Prints a Markdown table with the machine and writes benchmarks/results/matrix.json.

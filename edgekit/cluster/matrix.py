@@ -39,7 +39,7 @@ class Pair:
 
 def pairs(variant_spec: str, target_spec: str) -> list[Pair]:
     """Every pair of the variants and targets named (a name, a comma-separated list or 'all'), variant-major, so
-    that a target sharing another's stages (onnx after x86) finds them cached when pairs run in order."""
+    that targets of one route (x86 and onnx) share one export and quantization when pairs run in order."""
     return [Pair(v.name, t.name) for v in resolve_variants(variant_spec) for t in resolve_targets(target_spec)]
 
 
