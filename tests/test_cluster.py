@@ -91,7 +91,10 @@ def test_matrix_refuses_bad_options_before_any_build(tmp_path):
                        (["--variant", "lite0,lite1", "--target", "x86,arm64", "--method", "entropy"], "entropy"),
                        (["--variant", "lite0,lite1", "--calib", str(tmp_path / "none")], "neither a directory"),
                        (["--variant", "lite0,lite1", "--ray", "127.0.0.1:1"], "no Ray head answers at 127.0.0.1:1"),
-                       (["--variant", "lite0,lite1", "--ray", "nowhere"], "expected HEAD:PORT")):
+                       (["--variant", "lite0,lite1", "--ray", "nowhere"], "expected HEAD:PORT"),
+                       (["--variant", "lite0,lite1", "--ray", "http://127.0.0.1:1"], "expected HEAD:PORT"),
+                       (["--variant", "lite0,lite1", "--ray", "127.0.0.1:99999"], "expected HEAD:PORT"),
+                       (["--variant", "lite0,lite1", "--ray", "--jobs", "2"], "choose one")):
         r = run_cli("build", *args, "--out", str(tmp_path / "out"))
         assert r.returncode == 2 and says in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

@@ -35,7 +35,7 @@ def test_fleet_file_is_checked_and_tags_pick_boards(tmp_path):
         with pytest.raises(UsageError, match=says):
             fleet.boards([], f, [])
     f.write_text('[[board]]\nurl = "http://a"\n')
-    with pytest.raises(Exception, match="ssh://"):
+    with pytest.raises(UsageError, match=r"fleet.toml, board 1: .*expected ssh://"):
         fleet.boards([], f, [])
     f.write_text('[[board]]\nurl = "ssh://a"\ntags = ["pi4"]\n')
     with pytest.raises(UsageError, match="no board of the fleet has the tag"):
@@ -126,10 +126,14 @@ def test_fleet_of_three_boards_reports_two_and_one_failure(two_boards, silent_ad
     assert sorted(run["board"]["name"] for run in runs) == ["edge-x86", "pi4-emulated"]
     out = {p.suffix for p in (tmp_path / "fleet").iterdir()}
     assert out == {".json", ".md", ".png"}
-    md = (tmp_path / "fleet" / f"fleet-{bundle.name}.md").read_text()
+    md = (tmp_path / "fleet" / f"fleet-{bundle.name}-lab.md").read_text()  # --tag lab: a table of its own
     assert "| pi-gone | failed: ssh to" in md and "| edge-x86 |" in md
     assert "edge-x86" in r.stdout and "2 of 3 boards measured" in r.stdout
     assert took < 900
+    # the fleet's JSON carries the boards' reports: publishing them with the bundle takes it as it is
+    r = run_cli("publish", str(bundle), "--to", str(tmp_path / "shelf"), "--bench",
+                str(tmp_path / "fleet" / f"fleet-{bundle.name}-lab.json"), check=True)
+    assert "attached 2 bench report(s)" in r.stdout
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -156,7 +157,10 @@ def _bench_fleet(bundle: Path, args, devices, fleet_file, tags, parallel, ssh_co
         if r.ok:
             path = history_mod.append_history(r.report, Path(history) if history else None)
     table = fleet.table(bundle, results)
-    paths = table.write(Path(report_dir) if report_dir else bundle.parent / "bench", f"fleet-{bundle.name}")
+    # a --tag run leaves the whole fleet's table alone
+    stem = f"fleet-{bundle.name}" + "".join("-" + re.sub(r"[^\w.-]", "_", t) for t in tags)
+    paths = table.write(Path(report_dir) if report_dir else bundle.parent / "bench", stem,
+                        [r.report for r in results if r.ok])
     if json_file:
         Path(json_file).write_text(json.dumps({"rows": table.rows, "reports": [r.report for r in results if r.ok]},
                                               indent=2, default=str) + "\n")

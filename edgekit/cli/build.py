@@ -101,6 +101,8 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
     options = _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file, random_weights,
                        cache_dir, max_drop=max_drop, min_agreement=min_agreement, allow_float=allow_float,
                        no_cache=no_cache)
+    if ray_address is not None and jobs > 1:
+        raise UsageError("--jobs runs pairs in processes here, --ray on a cluster: choose one")
     todo = matrix.pairs(variant_name, target_name)
     check(options, todo)
     results = _run(todo, options, Path(out_dir), jobs, ray_address, retries)

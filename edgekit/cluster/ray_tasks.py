@@ -49,17 +49,19 @@ def connect(address: str):
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        where = "RAY_ADDRESS is not set and no cluster was started on this machine" if address == "auto" else \
-            f"nothing answers at {address}"
-        raise ClusterError(f"no Ray cluster to join ({where}: {str(e).strip().splitlines()[0][:160]}); start one "
-                           "with `ray start --head` or pass --ray HEAD:PORT") from None
+        if address == "auto":  # Ray's own text names its CLI's flags, not ours
+            raise ClusterError("no Ray cluster to join: RAY_ADDRESS is not set and no cluster was started on this "
+                               "machine; start one with `ray start --head` or pass --ray HEAD:PORT") from None
+        raise ClusterError(f"no Ray cluster to join at {address} ({str(e).strip().splitlines()[0][:160]}); start one "
+                           "with `ray start --head` or check HEAD:PORT") from None
     return ray
 
 
 def _probe(address: str) -> None:
     """A head that is not there fails here, in seconds: ray.init would retry it for minutes."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
+    rest = address.removeprefix("ray://")  # Ray Client's scheme; any other is not a Ray address
+    host, sep, port = rest.rpartition(":")
+    if "://" in rest or "/" in rest or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClusterError(f"--ray {address!r}: expected HEAD:PORT (e.g. 10.0.0.5:6379) or 'auto'")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()

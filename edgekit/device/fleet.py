@@ -79,6 +79,10 @@ def load(path: Path) -> list[Board]:
         for key in ("name", "edgekit", "remote_dir"):
             if key in e and not isinstance(e[key], str):
                 raise UsageError(f"{where}: {key} is a string")
+        try:
+            remote.parse_device(e["url"])
+        except RemoteError as err:
+            raise UsageError(f"{where}: {err}") from None
         boards.append(Board(e.get("name") or _name_of(e["url"]), e["url"], tuple(tags), e.get("edgekit"),
                             e.get("remote_dir")))
     return boards
@@ -202,10 +206,12 @@ class Table:
         fig.tight_layout()
         save_png(fig, plt, path)
 
-    def write(self, out_dir: Path, stem: str) -> dict[str, Path]:
-        """JSON, Markdown and, where matplotlib is installed, the PNG; each written whole or not at all."""
+    def write(self, out_dir: Path, stem: str, reports: list[dict]) -> dict[str, Path]:
+        """JSON (the rows and the boards' reports: `publish --bench` takes it), Markdown and, where matplotlib is
+        installed, the PNG; each written whole or not at all."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {"json": write_json(out_dir / f"{stem}.json", {"title": self.title, "rows": self.rows})}
+        paths = {"json": write_json(out_dir / f"{stem}.json", {"title": self.title, "rows": self.rows,
+                                                               "reports": reports})}
         md = out_dir / f"{stem}.md"
         tmp = md.with_name(md.name + ".tmp")
         tmp.write_text(self.markdown())
