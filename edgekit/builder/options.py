@@ -48,26 +48,52 @@ class BuildOptions:
         return out
 
 
+def _one_checkpoint(options: BuildOptions, variants: int) -> None:
+    from edgekit.errors import UsageError
+
+    if options.weights_file and variants > 1:
+        raise UsageError("--weights names one checkpoint: use it with a single --variant, not several or 'all'")
+
+
+def _quant(options: BuildOptions, target) -> QuantOptions:
+    """The quantization options for `target`; a method the target's route lacks is refused here."""
+    from edgekit.builder.route import check_method
+
+    quant = QuantOptions(method=options.method or target.calibration_method, weight_rounding=options.rounding)
+    check_method(target, quant.method)
+    return quant
+
+
+def check(options: BuildOptions, variants: set[str], targets: set[str]) -> None:
+    """Mistakes in the options themselves (a method a target lacks, a calibration directory that is not there,
+    --weights with several variants, a budget out of range) stop a matrix before any pair starts; the rest is each
+    pair's own."""
+    from edgekit.builder.calibration import select
+    from edgekit.core.targets import get_target
+
+    _one_checkpoint(options, len(variants))
+    options.budget  # noqa: B018  (a Budget out of range raises here)
+    select(options.calib, options.num_calib, options.num_val, options.val_dir)
+    for t in targets:
+        _quant(options, get_target(t))
+
+
 def requests(options: BuildOptions, variant_names: str, target_name: str, out_dir: Path):
     """One BuildRequest per variant of `variant_names` for one target (weights resolved lazily, in order), and the
     class index. Errors in the options (an unknown method, a missing calibration directory) are raised here, before
     any build starts."""
     from edgekit.builder.calibration import select
     from edgekit.builder.classes import imagenet1k
-    from edgekit.builder.route import check_method
     from edgekit.builder.weights import resolve_weights
     from edgekit.core.targets import get_target
     from edgekit.core.variants import resolve_variants
-    from edgekit.errors import UsageError
 
     variants = resolve_variants(variant_names)
     target = get_target(target_name)
-    if options.weights_file and len(variants) > 1:
-        raise UsageError("--weights names one checkpoint: use it with a single --variant, not several or 'all'")
+    _one_checkpoint(options, len(variants))
     classes = imagenet1k()
     selection = select(options.calib, options.num_calib, options.num_val, options.val_dir, classes.index_of_wnid)
-    quant = QuantOptions(method=options.method or target.calibration_method, weight_rounding=options.rounding)
-    check_method(target, quant.method)
+    quant = _quant(options, target)
     budget = options.budget
 
     def each():

@@ -87,8 +87,8 @@ def bench(bundle, images, limit, golden_limit, threads, runs, warmup, runtime, j
     args += (["--images", images] if images else []) + (["--limit", str(limit)] if limit else [])
     args += ["--golden-limit", str(golden_limit)] if golden_limit else []
     if bundle and is_fleet:
-        _bench_fleet(Path(bundle).resolve(), args, devices, fleet_file, tags, parallel, ssh_config, remote_edgekit, remote_dir,
-                     history, json_file, report_dir)
+        _bench_fleet(Path(bundle).resolve(), args, devices, fleet_file, tags, parallel, ssh_config, remote_edgekit,
+                     remote_dir, history, json_file, report_dir)
         return
     if bundle:
         report = _bench_one(Path(bundle), args, thread_list, runs, warmup, runtime, images, limit, golden_limit,
@@ -153,20 +153,18 @@ def _bench_fleet(bundle: Path, args, devices, fleet_file, tags, parallel, ssh_co
     click.echo(f"bench {bundle.name} on {len(boards)} board(s), {min(parallel, len(boards))} at a time", err=True)
     results = fleet.run(boards, bundle, args, parallel, ssh_config, remote_edgekit, remote_dir,
                         lambda line: click.echo(line, err=True))
-    for r in results:
-        if r.ok:
-            path = history_mod.append_history(r.report, Path(history) if history else None)
+    reports = [r.report for r in results if r.ok]
+    for report in reports:
+        path = history_mod.append_history(report, Path(history) if history else None)
     table = fleet.table(bundle, results)
     # a --tag run leaves the whole fleet's table alone
     stem = f"fleet-{bundle.name}" + "".join("-" + re.sub(r"[^\w.-]", "_", t) for t in tags)
-    paths = table.write(Path(report_dir) if report_dir else bundle.parent / "bench", stem,
-                        [r.report for r in results if r.ok])
+    paths = table.write(Path(report_dir) if report_dir else bundle.parent / "bench", stem, reports)
     if json_file:
-        Path(json_file).write_text(json.dumps({"rows": table.rows, "reports": [r.report for r in results if r.ok]},
-                                              indent=2, default=str) + "\n")
+        Path(json_file).write_text(json.dumps({"rows": table.rows, "reports": reports}, indent=2, default=str) + "\n")
     click.echo(render.fleet_table(table))
-    if any(r.ok for r in results):
-        click.echo(f"  appended {sum(r.ok for r in results)} run(s) to {path}", err=True)
+    if reports:
+        click.echo(f"  appended {len(reports)} run(s) to {path}", err=True)
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()), err=True)
     failed = fleet.failure(results)
     if failed:

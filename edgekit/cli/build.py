@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgekit.builder.options import BuildOptions
+from edgekit.builder.options import BuildOptions, check
 from edgekit.builder.request import METHODS, ROUNDINGS
 from edgekit.cli import main, render
 from edgekit.cli.progress import Bars
@@ -104,7 +104,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
     if ray_address is not None and jobs > 1:
         raise UsageError("--jobs runs pairs in processes here, --ray on a cluster: choose one")
     todo = matrix.pairs(variant_name, target_name)
-    check(options, todo)
+    check(options, {p.variant for p in todo}, {p.target for p in todo})
     results = _run(todo, options, Path(out_dir), jobs, ray_address, retries)
     if as_json:
         rows = [dict(r.row(), manifest=r.manifest) for r in results]
@@ -115,22 +115,6 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
     if failed:
         raise ClusterError(f"{len(failed)} of {len(results)} pairs failed: "
                            + "; ".join(f"{r.pair.name}: {r.error}" for r in failed))
-
-
-def check(options: BuildOptions, todo) -> None:
-    """Mistakes in the options themselves (a method a target lacks, a calibration directory that is not there,
-    --weights with several variants) stop the run before any pair starts; the rest is each pair's own."""
-    from edgekit.builder.calibration import select
-    from edgekit.builder.route import check_method
-    from edgekit.core.targets import get_target
-
-    if options.weights_file and len({p.variant for p in todo}) > 1:
-        raise UsageError("--weights names one checkpoint: use it with a single --variant, not several or 'all'")
-    options.budget  # noqa: B018  (a Budget out of range raises here)
-    select(options.calib, options.num_calib, options.num_val, options.val_dir)
-    for t in {p.target for p in todo}:
-        target = get_target(t)
-        check_method(target, options.method or target.calibration_method)
 
 
 def _run(todo, options: BuildOptions, out: Path, jobs: int, ray_address: str | None, retries: int):

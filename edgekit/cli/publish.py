@@ -29,17 +29,17 @@ def publish(bundle, dest, force, insecure, sign_key, bench_sources, history) -> 
     """Publish a verified bundle to a directory or an OCI registry (idempotent, atomic), with its bench reports."""
     from edgekit import publish as store
 
-    if bench_sources:  # refuse reports of another build before anything is uploaded
+    runs = None
+    if bench_sources:  # reports of another build are refused before anything is uploaded
         from edgekit.core import bundle as manifest
         from edgekit.publish import reports
 
-        m = manifest.read(Path(bundle))
-        reports.collect(manifest.file_sha256(Path(bundle) / manifest.MANIFEST), m["name"], list(bench_sources),
-                        Path(history) if history else None)
+        m = manifest.read(Path(bundle), verify=False)  # publish verifies every file next
+        runs = reports.collect(manifest.file_sha256(Path(bundle) / manifest.MANIFEST), m["name"],
+                               list(bench_sources), Path(history) if history else None)
     click.echo(store.publish(Path(bundle), dest, force, insecure, Path(sign_key) if sign_key else None))
-    if bench_sources:
-        click.echo(store.attach(Path(bundle), dest, list(bench_sources), Path(history) if history else None,
-                                insecure))
+    if runs is not None:
+        click.echo(store.attach(Path(bundle), dest, runs, insecure))
 
 
 @main.command()
@@ -53,7 +53,6 @@ def publish(bundle, dest, force, insecure, sign_key, bench_sources, history) -> 
 def pull(ref, to_dir, force, insecure, verify_key) -> None:
     """Fetch a published bundle (a directory or oci://HOST/REPO:TAG), verify every file, place it atomically."""
     from edgekit import publish as store
-
     from edgekit.publish import reports
 
     path = store.pull(ref, Path(to_dir), force, insecure, Path(verify_key) if verify_key else None)

@@ -88,17 +88,17 @@ def build_pair(pair: Pair, options: BuildOptions, out_dir: Path, progress: Progr
         with store as c:
             path, m = pipeline.build(req, c, list(classes.names), list(classes.wnids), progress)
     except EdgekitError as e:
-        return PairResult(pair, time.perf_counter() - t, error=_first_line(e))
+        return PairResult(pair, time.perf_counter() - t, error=first_line(e))
     except OSError as e:  # a disk that fills, a path refused: this pair's, not the matrix's
-        return PairResult(pair, time.perf_counter() - t, error=f"{e.strerror or _first_line(e)}"
+        return PairResult(pair, time.perf_counter() - t, error=f"{e.strerror or first_line(e)}"
                           + (f": {e.filename}" if e.filename else ""))
     except Exception as e:  # a bug shown in one pair must not hide the others' results
-        return PairResult(pair, time.perf_counter() - t, error=f"unexpected {type(e).__name__}: {_first_line(e)} "
+        return PairResult(pair, time.perf_counter() - t, error=f"unexpected {type(e).__name__}: {first_line(e)} "
                           "(a bug in edgekit: rerun this pair alone with `edgekit --debug build` and report it)")
     return PairResult(pair, time.perf_counter() - t, m, path=path)
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 from edgekit.builder.options import BuildOptions
-from edgekit.cluster.matrix import Events, Pair, PairResult, build_pair
+from edgekit.cluster.matrix import Events, Pair, PairResult, first_line, build_pair
 from edgekit.cluster.resources import CPUS_PER_PAIR, build_memory_bytes
 from edgekit.core import bundle as manifest
 from edgekit.core.targets import get_target
-from edgekit.errors import ClusterError, ManifestError
+from edgekit.errors import ClusterError, ManifestError, PublishError
+from edgekit.publish.bundles import safe_files
 
 CONNECT_TIMEOUT_S = 10
 WAIT_NOTE_S = 30  # a line saying what is still running, this often
@@ -101,9 +102,8 @@ def _land(files: dict[str, bytes], out_dir: Path, name: str) -> Path:
     """The bundle's files written beside its final place, verified against its manifest, renamed into place."""
     tmp = Path(tempfile.mkdtemp(prefix=manifest.temp_prefix(), dir=out_dir))
     try:
+        safe_files(files)  # the rule every store applies: plain names inside the bundle
         for f, data in files.items():
-            if "/" in f or f in ("", ".", ".."):
-                raise ManifestError(f"the task returned a file outside the bundle: {f!r}")
             (tmp / f).write_bytes(data)
         manifest.read(tmp)  # every checksum
         os.chmod(tmp, 0o755)
@@ -175,18 +175,17 @@ def _collect(ray, ref, p: Pair, out_dir: Path, wall: float, retries: int) -> Pai
         got = ray.get(ref)
     except ray.exceptions.RayTaskError as e:  # a bug in the task: its first line, the other pairs go on
         cause = e.cause if getattr(e, "cause", None) is not None else e
-        return PairResult(p, wall, error=f"the build raised {type(cause).__name__}: "
-                                         f"{(str(cause).strip().splitlines() or [''])[0][:200]}", where="ray")
+        return PairResult(p, wall, error=f"the build raised {type(cause).__name__}: {first_line(cause)[:200]}",
+                          where="ray")
     except ray.exceptions.RayError as e:  # the worker or its node died, more often than --retries allows
-        line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         return PairResult(p, wall, error=f"the Ray worker was lost {retries + 1} time(s) ({type(e).__name__}: "
-                                         f"{line[:160]}); pass --retries to allow more", where="ray")
+                                         f"{first_line(e)[:160]}); pass --retries to allow more", where="ray")
     took = got["seconds"]  # the build's own time, not the wait for a free node
     if "files" not in got:
         return PairResult(p, took, error=got["error"], where=got["where"])
     try:
         path = _land(got["files"], out_dir, p.name)
-    except ManifestError as e:
+    except (ManifestError, PublishError) as e:
         return PairResult(p, took, error=f"the bundle that came back is damaged: {e}", where=got["where"])
     except OSError as e:  # --out full or unwritable: this pair's failure, the others may still land
         return PairResult(p, took, error=f"cannot write {p.name} to {out_dir}: {e.strerror}", where=got["where"])

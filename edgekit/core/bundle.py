@@ -145,16 +145,21 @@ def replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def write_json(path: Path, doc: dict) -> Path:
-    """Written to a temporary file beside `path`, then renamed: never a half-written report."""
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Written to a temporary file beside `path`, then renamed: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, default=str)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path: Path, doc: dict) -> Path:
+    """`doc` as indented JSON, written whole or not at all."""
+    return write_atomic(path, json.dumps(doc, indent=2, default=str).encode())

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgekit.core.bundle import MANIFEST, file_sha256, read, write_json
+from edgekit.core.bundle import MANIFEST, file_sha256, read, write_atomic, write_json
 from edgekit.device import compare, remote
 from edgekit.device.matrix import save_png
 from edgekit.errors import DeviceError, EdgekitError, RemoteError, UsageError
@@ -212,11 +212,7 @@ class Table:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {"json": write_json(out_dir / f"{stem}.json", {"title": self.title, "rows": self.rows,
                                                                "reports": reports})}
-        md = out_dir / f"{stem}.md"
-        tmp = md.with_name(md.name + ".tmp")
-        tmp.write_text(self.markdown())
-        tmp.replace(md)
-        paths["markdown"] = md
+        paths["markdown"] = write_atomic(out_dir / f"{stem}.md", self.markdown().encode())
         try:
             self.chart(out_dir / f"{stem}.png")
             paths["png"] = out_dir / f"{stem}.png"

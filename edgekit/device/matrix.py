@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.core.bundle import MANIFEST, artifact_bytes, bundle_name, read
+from edgekit.core.bundle import MANIFEST, artifact_bytes, bundle_name, read, write_atomic
 from edgekit.core.targets import get_target
 from edgekit.core.variants import VARIANTS, resolve_variants
 from edgekit.device.verdict import verdict
@@ -133,9 +133,7 @@ def write(rows: list[dict], out_dir: Path, stem: str, title: str, device: dict |
     paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
     for key, text in (("json", json.dumps({"title": title, "device": device, "rows": rows}, indent=2) + "\n"),
                       ("markdown", markdown(rows, title))):
-        tmp = paths[key].with_name(paths[key].name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(paths[key])
+        write_atomic(paths[key], text.encode())
     chart(rows, paths["png"], title)
     return paths
 

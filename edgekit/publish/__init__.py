@@ -27,13 +27,8 @@ def publish(bundle: Path, dest: str, force: bool = False, insecure: bool = False
     return directory.publish(bundle, dest, None, force, sign_key)
 
 
-def attach(bundle: Path, dest: str, sources: list[str], history: Path | None = None, insecure: bool = False) -> str:
-    """Bench reports of this very build (files, or 'history') kept with the bundle already published at `dest`."""
-    from edgekit.core import bundle as manifest
-    from edgekit.publish import reports
-
-    m = manifest.read(bundle)
-    runs = reports.collect(manifest.file_sha256(bundle / manifest.MANIFEST), m["name"], sources, history)
+def attach(bundle: Path, dest: str, runs: list[dict], insecure: bool = False) -> str:
+    """Bench reports of this very build (reports.collect) kept with the bundle already published at `dest`."""
     if _is_oci(dest):
         from edgekit.publish import referrers, registry
 

@@ -97,7 +97,7 @@ def attach(bundle: Path, dest: str, name: str | None, runs: list[dict]) -> str:
     record = read_record(final)
     if record is None or record.get("manifest_sha256") != manifest.file_sha256(bundle / manifest.MANIFEST):
         raise PublishError(f"{final} does not hold this build of {name}: publish the bundle there first")
-    listed = {e["file"] for e in record.get("reports", [])}
+    listed = {e["file"] for e in _entries(record, final)}
     folder = bench.dir_of(final)
     added = []
     for run in runs:
@@ -105,12 +105,7 @@ def attach(bundle: Path, dest: str, name: str | None, runs: list[dict]) -> str:
         fname = bench.file_name(data)
         if fname in listed:
             continue
-        folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=manifest.temp_prefix(), dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / fname)
+        manifest.write_atomic(folder / fname, data)
         record.setdefault("reports", []).append({"file": fname, "sha256": hashlib.sha256(data).hexdigest(),
                                                  "summary": bench.summary(run)})
         added.append(fname)
