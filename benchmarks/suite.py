@@ -63,7 +63,7 @@ def selection(variant, mode: Mode, calib: str | None):
     from edgekit.core import contract
     from edgekit.device import imagesets
 
-    sel = calibration.select(calib, mode.num_calib, mode.num_val, None, imagenet1k().index_of_wnid)
+    sel = calibration.select(calib, mode.num_calib, mode.num_val, None, imagenet1k())
     pre = contract.preprocessing(variant)
     return imagesets.load_pixels(sel.calib, pre), imagesets.load_pixels(sel.val, pre)
 

@@ -8,10 +8,19 @@ __version__ = "0.2.0"
 
 
 def __getattr__(name: str):
-    """`edgekit.load(BUNDLE)` (edgekit.device.classifier.load), imported on first use: the command line and the build
-    side do not pay for numpy and Pillow when they do not need them."""
+    """`edgekit.load(BUNDLE)` (device.classifier), `edgekit.train(DATA, ...)` (training.trainer) and
+    `edgekit.build(VARIANT, TARGET, ...)` (api), imported on first use: a board that only runs bundles never
+    imports torch, and the command line pays only for what it runs."""
     if name == "load":
         from edgekit.device.classifier import load
 
         return load
+    if name == "train":
+        from edgekit.training.trainer import train
+
+        return train
+    if name == "build":
+        from edgekit.api import build
+
+        return build
     raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

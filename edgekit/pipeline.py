@@ -17,20 +17,21 @@ import warnings
 from pathlib import Path
 
 from edgekit.analysis.budget import MAX_SLOWDOWN, Chosen, meet_budget, mixed_latency
-from edgekit.builder.bundle import write_bundle
+from edgekit.builder.bundle import check_replace, write_bundle
 from edgekit.builder.cache import Cache
+from edgekit.builder.calibration import recipes
 from edgekit.builder.provenance import tool_versions
 from edgekit.builder.request import BuildRequest
 from edgekit.builder.route import route_for
 from edgekit.builder.stages import Run
-from edgekit.builder.validate import stage_golden, stage_validate
+from edgekit.builder.validate import follows_fp32, stage_golden, stage_validate
 from edgekit.core import bundle as manifest
 from edgekit.progress import Progress, no_progress
 
 
-def build(req: BuildRequest, c: Cache, class_names: list[str], class_wnids: list[str],
-          progress: Progress = no_progress) -> tuple[Path, dict]:
+def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tuple[Path, dict]:
     """Run every stage (cached) and write the bundle; returns its path and manifest."""
+    check_replace(req)  # before minutes of stages, and again when the bundle is renamed into place
     run = Run(req, c, progress)
     route = route_for(req)
     for w in req.selection.warnings():
@@ -47,10 +48,16 @@ def build(req: BuildRequest, c: Cache, class_names: list[str], class_wnids: list
                 warnings.warn(f"the budget's layers in {st.mixed['raised_to']} make {req.variant.name} on "
                               f"{req.target.name} x{ratio:.2f} slower than plain int8 (limit x{MAX_SLOWDOWN:.2f}); "
                               "the manifest records both")
+    found = follows_fp32(st.val.meta, agreement_counts=req.weights.pretrained and not req.selection.val_from_recipe)
+    if not req.classes.imagenet and req.selection.source in recipes():
+        used = "calibrated and validated" if req.selection.val_from_recipe else "calibrated"
+        found.append(f"a model of your own classes {used} on the embedded '{req.selection.source}' photographs (none "
+                     "of its classes): pass --calib DIR with photos of your classes, one folder per class")
+    for w in found:
+        warnings.warn(w)
     gold = stage_golden(run, req, st.arts.tgt)
     run.log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)
-    path = write_bundle(dataclasses.replace(req, quant=st.quant), st.arts, st.val, gold, run.log, class_names,
-                        class_wnids, st.mixed)
+    path = write_bundle(dataclasses.replace(req, quant=st.quant), st.arts, st.val, gold, run.log, st.mixed, found)
     return path, json.loads((path / manifest.MANIFEST).read_text())
 
 

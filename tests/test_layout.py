@@ -82,18 +82,15 @@ def _request(tmp_path: Path, variant, cache_name="c") -> tuple[BuildRequest, cac
 def test_a_changed_variant_fact_rebuilds_the_stages_that_read_it(tmp_path):
     """lite0 with another crop: the preprocessing changes, so calibration, validation and golden inputs change;
     no stage may come from the cache (today's keys carry the variant's facts, not only its name)."""
-    from edgekit.builder.classes import imagenet1k
-
-    names, wnids = list(imagenet1k().names), list(imagenet1k().wnids)
     lite0 = get_variant("lite0")
     req, c = _request(tmp_path, lite0)
-    _, first = pipeline.build(req, c, names, wnids)
+    _, first = pipeline.build(req, c)
     assert not any(s["cached"] for s in first["timings"].values() if isinstance(s, dict))
-    _, again = pipeline.build(req, c, names, wnids)
+    _, again = pipeline.build(req, c)
     assert all(s["cached"] for s in again["timings"].values() if isinstance(s, dict))
     other = dataclasses.replace(lite0, crop_pct=0.95)
     req2, _ = _request(tmp_path, other)
-    _, changed = pipeline.build(req2, c, names, wnids)
+    _, changed = pipeline.build(req2, c)
     stages = {k: s for k, s in changed["timings"].items() if isinstance(s, dict)}
     assert set(stages) >= {"export", "quantize", "target:onnx", "validate", "golden"}
     assert not any(s["cached"] for s in stages.values()), stages
@@ -117,6 +114,14 @@ def test_a_changed_variant_fact_rebuilds_the_stages_that_read_it(tmp_path):
     (["build", "--nope"], "No such option"),
     (["publish", "dist/x"], "Missing option '--to'"),
     (["build", "--num-calib", "10", "--cache-dir", "FILE/sub"], "Not a directory"),  # the system refuses a path
+    (["train", "--data", "/no/such/photos"], "not a directory"),
+    (["build", "--num-val", "-1"], "--num-val -1: give the most validation images"),
+    (["build", "--max-drop", "-5"], "--max-drop -5: give the top-1 points"),
+    (["bench", "--limit", "-2", "/tmp"], "--limit"),
+    (["bench", "--golden-limit", "-3", "/tmp"], "--golden-limit"),
+    (["train", "--data", "/tmp", "--stages", "x"], "--stages 'x'"),
+    (["build", "--labels", "FILE"], "give the checkpoint with --weights"),
+    (["build", "--weights", "FILE", "--name", "a/b"], "name 'a/b'"),
 ])
 def test_cli_errors_are_one_line(args, says, tmp_path):
     (tmp_path / "FILE").write_text("not a directory")

@@ -49,8 +49,8 @@ def test_labels_from_wnid_folder_and_csv(tmp_path):
         p = tmp_path / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8)).save(p, format="PNG")
-    labels = {s.id: s.label for s in directory_samples(tmp_path, ci.index_of_wnid)}
+    labels = {s.id: s.label for s in directory_samples(tmp_path, ci)}
     assert labels == {"n01440764_tench.JPEG": 0, "cls/n01443537/a.png": 1, "byindex/7/b.png": 7}
     (tmp_path / "labels.csv").write_text("file,label\nbyindex/7/b.png,n01443537\n")
-    labels = {s.id: s.label for s in directory_samples(tmp_path, ci.index_of_wnid)}
+    labels = {s.id: s.label for s in directory_samples(tmp_path, ci)}
     assert labels["byindex/7/b.png"] == 1 and labels["n01440764_tench.JPEG"] is None

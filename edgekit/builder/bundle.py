@@ -24,8 +24,11 @@ from edgekit.errors import BuildError
 def io_blocks(req: BuildRequest, tgt: Hit) -> dict:
     """The manifest's input contract (of the INT8 artifact; the FP32 reference's too where it differs) and output."""
     contracts = contract.for_artifacts(req.target, req.variant)
+    classes = req.classes
+    what = ("the ImageNet-1k class index" if classes.imagenet else
+            f"the {len(classes)} classes " + ", ".join(classes.names[:6]) + (", ..." if len(classes) > 6 else ""))
     out = {"name": contract.OUTPUT_NAME, "shape": [1, req.variant.num_classes], "dtype": "float32",
-           "quantization": None, "meaning": "logits (before softmax) over the ImageNet-1k class index in labels.txt"}
+           "quantization": None, "meaning": f"logits (before softmax) over {what}, in the order of labels.txt"}
     out.update(tgt.meta.get("output") or {})
     if out["quantization"]:
         out["dequantize"] = "logits = (q - zero_point) * scale; edgekit's runners return dequantized float32 logits"
@@ -44,9 +47,26 @@ def _write_example(golden: Path, dest: Path) -> str:
     return manifest.EXAMPLE_IMAGE
 
 
-def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: StageLog, class_names: list[str],
-                 class_wnids: list[str], mixed: dict | None = None) -> Path:
+def check_replace(req: BuildRequest) -> None:
+    """A bundle of other weights or other classes under the same name is not silently replaced (`--force`)."""
+    if not req.replace:
+        manifest.refuse_other_model(req.out_dir / req.bundle_name, req.weights.sha256, list(req.classes.names))
+
+
+def _training(req: BuildRequest) -> dict | None:
+    """How the weights were trained, as `edgekit train` recorded it in the checkpoint."""
+    if req.weights.path is None or req.classes.imagenet:  # packaged ImageNet weights carry no training record
+        return None
+    from edgekit.builder.weights import inspect_checkpoint
+
+    meta = inspect_checkpoint(req.weights.path).meta
+    return (meta or {}).get("training")
+
+
+def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: StageLog, mixed: dict | None = None,
+                 build_warnings: list[str] = ()) -> Path:
     out_root = req.out_dir
+    check_replace(req)
     manifest.prepare_out(out_root)  # swept of a killed build's half-assembled bundle
     try:
         tmp = Path(tempfile.mkdtemp(prefix=manifest.temp_prefix(), dir=out_root))
@@ -58,7 +78,7 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
         for name in (tgt.meta["int8"], tgt.meta["fp32"]):
             for f in tgt.path.glob(Path(name).stem + ".*"):
                 shutil.copyfile(f, tmp / f.name)
-        (tmp / manifest.LABELS).write_text("\n".join(class_names) + "\n")
+        (tmp / manifest.LABELS).write_text("\n".join(req.classes.names) + "\n")
         example = None
         if gold.meta.get("images"):
             shutil.copyfile(gold.path / manifest.GOLDEN_FILE, tmp / manifest.GOLDEN_FILE)
@@ -87,16 +107,18 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             **io_blocks(req, tgt),
             "preprocessing": contract.preprocessing(v),
             "labels": manifest.LABELS,
-            "class_names": class_names,
-            "class_wnids": class_wnids,
+            **req.classes.to_manifest(),
+            "classes": {"count": len(req.classes), "index": "ImageNet-1k" if req.classes.imagenet else "custom",
+                        **({"model_name": req.name} if req.name else {})},
             "weights": weights,
+            "training": _training(req),
             "export": exp.meta,
             "calibration": {"source": req.selection.source, "digest": req.selection.calib_digest,
                             "requested_images": len(req.selection.calib), **req.quant.to_dict(), **q.meta},
             "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,
                            "runtime": req.target.runtime, **val.meta,
                            **({"caveat": req.selection.val_caveat} if req.selection.val_caveat else {})},
-            "warnings": req.selection.warnings(),
+            "warnings": req.selection.warnings() + list(build_warnings),
             "golden": gold.meta,
             "backend_checks": tgt.meta.get("checks", {}),
             "timings": log.stages,

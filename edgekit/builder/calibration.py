@@ -14,6 +14,7 @@ import tomllib
 from PIL import Image, ImageOps
 
 from edgekit.core.bundle import file_sha256
+from edgekit.core.classes import ClassIndex
 from edgekit.device.imagesets import Sample, digest, directory_samples
 from edgekit.device.preprocess import open_rgb
 from edgekit.errors import CalibrationError
@@ -105,11 +106,13 @@ def _split(samples: list[Sample], num_calib: int, num_val: int) -> tuple[list[Sa
 
 
 def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None,
-           wnid_to_index=None) -> Selection:
+           classes: ClassIndex | None = None) -> Selection:
     """Resolve --calib / --num-calib / --val into disjoint calibration and validation samples."""
     source = source or "default"
     if num_calib < 1:
         raise CalibrationError("--num-calib must be at least 1")
+    if num_val < 0:
+        raise CalibrationError(f"--num-val {num_val}: give the most validation images to use, 0 or more")
     known = recipes()
     path = Path(source)
     if source in known and not path.is_dir():
@@ -122,7 +125,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         caveat = None if val_dir else recipe.get("caveat")
         from_recipe = not val_dir
     elif path.is_dir():
-        samples = directory_samples(path, wnid_to_index)
+        samples = directory_samples(path, classes)
         if not samples:
             raise CalibrationError(f"no images (jpg/png/webp/bmp) found under {path}")
         if val_dir:
@@ -138,7 +141,9 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         vpath = Path(val_dir)
         if not vpath.is_dir():
             raise CalibrationError(f"--val directory not found: {vpath}")
-        val = directory_samples(vpath, wnid_to_index)[:num_val]
+        val = directory_samples(vpath, classes)
+        if len(val) > num_val:  # a seeded sample, not the first folders in name order
+            val = sorted(_split(val, num_val, 0)[0], key=lambda s: s.id)
         val_source = str(vpath)
         caveat, from_recipe = None, False
         overlap = {s.digest for s in calib} & {s.digest for s in val}

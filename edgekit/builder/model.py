@@ -93,13 +93,16 @@ class EfficientNetLite(nn.Module):
         self.bn2 = _bn(arch.HEAD_CHANNELS)
         self.classifier = nn.Linear(arch.HEAD_CHANNELS, variant.num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled 1280-wide features the classifier reads (what head-only training learns from)."""
         x = F.relu6(self.bn1(self.conv_stem(x)))
         x = self.blocks(x)
         x = F.relu6(self.bn2(self.conv_head(x)))
         # keepdim + flatten, not mean((2, 3)): litert-torch then keeps the pooling in NHWC (no TRANSPOSE op)
-        x = x.mean((2, 3), keepdim=True).flatten(1)
-        return self.classifier(x)
+        return x.mean((2, 3), keepdim=True).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
 
 
 # litert-torch writes each module's class path into every .tflite tensor name: pinned, so that artifacts stay

@@ -37,6 +37,23 @@ def device_section(m: dict) -> list[str]:
     return lines
 
 
+def classes_section(m: dict) -> list[str]:
+    """The classes the model tells apart and how it was trained (a model of your own classes)."""
+    if (m.get("classes") or {}).get("index") != "custom":
+        return ["Classes: the 1000 of ImageNet-1k (`labels.txt`, WordNet ids in the manifest).", ""]
+    names = m["class_names"]
+    lines = ["## Classes", f"{len(names)} classes, in the order of the outputs (`labels.txt`): "
+             + ", ".join(f"`{n}`" for n in names) + ".", ""]
+    t = m.get("training")
+    if t:
+        acc = t.get("val_accuracy")
+        lines += [f"Trained by `edgekit train --mode {t.get('mode')}` from {m['variant']['name']}'s ImageNet weights "
+                  f"({t.get('weights')}) on {t.get('train_images')} images, "
+                  f"{t.get('epochs_run')} epoch(s), best epoch {t.get('best_epoch')}: FP32 top-1 "
+                  f"{_pct(acc)} on {t.get('val_images')} validation images ({t.get('val_source')}).", ""]
+    return lines
+
+
 def render(m: dict) -> str:
     v, t, inp = m["variant"], m["target"], m["input"]
     val = m.get("validation") or {}
@@ -47,6 +64,7 @@ def render(m: dict) -> str:
              f"({m['created']}); `model.fp32.*` is the FP32 reference in the same format.", ""]
     if not m["weights"]["pretrained"]:
         lines += [f"**{m['weights']['warning']}**", ""]
+    lines += classes_section(m)
     lines += ["## Input contract",
               f"- tensor `{inp.get('name', 'pixels')}`, shape {inp['shape']}, {inp['layout']}, {inp['dtype']}, RGB",
               f"- values: raw pixels 0..255 (mean {inp['mean']}, std {inp['std']} applied to 0..255 pixels"
@@ -62,10 +80,16 @@ def render(m: dict) -> str:
                   "| top-1 agreement INT8 vs FP32 | top-1 FP32 | top-1 INT8 | logit SQNR |", "|---|---|---|---|",
                   f"| {_pct(val.get('top1_agreement'))} | {_pct(val.get('top1_fp32'))} | {_pct(val.get('top1_int8'))} "
                   f"| {val.get('logit_sqnr_db', float('nan')):.1f} dB |"]
+        if val.get("per_class"):
+            lines += ["", "| class | images | top-1 FP32 | top-1 INT8 |", "|---|---|---|---|"]
+            lines += [f"| {r['class']} | {r['images']} | {_pct(r['top1_fp32'])} | {_pct(r['top1_int8'])} |"
+                      for r in val["per_class"]]
         if val.get("caveat"):
             lines += ["", f"**Note:** these figures were {val['caveat']}."]
     else:
         lines += ["No validation images were available at build time."]
+    for w in m.get("warnings") or []:
+        lines += ["", f"**Warning:** {w}"]
     lines += ["", f"Calibration: {m['calibration'].get('method')} on {m['calibration'].get('images_used')} images "
               f"({m['calibration'].get('source')}). Latency depends on the device: measure it there with "
               "`edgekit bench`.", ""]

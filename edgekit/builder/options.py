@@ -24,6 +24,9 @@ class BuildOptions:
     allow_float: bool = False
     cache_dir: str | None = None  # None: $EDGEKIT_CACHE_DIR or ~/.cache/edgekit of the process that builds
     no_cache: bool = False
+    labels_file: str | None = None  # class names of a plain state dict's head, one per line
+    name: str | None = None  # the custom model's name (bundle prefix); None: the checkpoint's, or none for ImageNet
+    force: bool = False  # replace a bundle of other weights or classes under the same name
 
     @property
     def budget(self) -> Budget | None:
@@ -37,13 +40,14 @@ class BuildOptions:
     def cli_args(self) -> list[str]:
         """The same options as `edgekit build` arguments (a child process builds what this one would)."""
         flags = {"calib": "--calib", "method": "--method", "val_dir": "--val", "weights_file": "--weights",
-                 "max_drop": "--max-drop", "min_agreement": "--min-agreement", "cache_dir": "--cache-dir"}
+                 "max_drop": "--max-drop", "min_agreement": "--min-agreement", "cache_dir": "--cache-dir",
+                 "labels_file": "--labels", "name": "--name"}
         out = ["--num-calib", str(self.num_calib), "--num-val", str(self.num_val), "--rounding", self.rounding]
         for key, flag in flags.items():
             if getattr(self, key) is not None:
                 out += [flag, str(getattr(self, key))]
         for key, flag in (("random_weights", "--random-weights"), ("allow_float", "--allow-float"),
-                          ("no_cache", "--no-cache")):
+                          ("no_cache", "--no-cache"), ("force", "--force")):
             out += [flag] if getattr(self, key) else []
         return out
 
@@ -53,6 +57,30 @@ def _one_checkpoint(options: BuildOptions, variants: int) -> None:
 
     if options.weights_file and variants > 1:
         raise UsageError("--weights names one checkpoint: use it with a single --variant, not several or 'all'")
+
+
+def with_checkpoint(options: BuildOptions, variant_spec: str | None) -> tuple[str, BuildOptions]:
+    """What a checkpoint says for itself: `edgekit train`'s records its variant (used when --variant is not given)
+    and its name (the bundle's prefix unless --name); a plain state dict of N outputs is named after its file."""
+    import dataclasses
+
+    from edgekit.builder.weights import inspect_checkpoint
+    from edgekit.core.bundle import check_model_name, model_name_from
+
+    from edgekit.core.variants import resolve_variants
+
+    if options.name is not None:
+        check_model_name(options.name)
+    if not options.weights_file:
+        return variant_spec or "lite0", options
+    if variant_spec:
+        _one_checkpoint(options, len(resolve_variants(variant_spec)))
+    info = inspect_checkpoint(options.weights_file)
+    variant_spec = variant_spec or info.variant or "lite0"
+    name = options.name or info.name
+    if name is None and options.labels_file:  # someone else's checkpoint with classes of its own
+        name = model_name_from(Path(options.weights_file).stem)
+    return variant_spec, dataclasses.replace(options, name=check_model_name(name) if name else None)
 
 
 def _quant(options: BuildOptions, target) -> QuantOptions:
@@ -71,19 +99,23 @@ def check(options: BuildOptions, variants: set[str], targets: set[str]) -> None:
     from edgekit.builder.calibration import select
     from edgekit.core.targets import get_target
 
+    from edgekit.builder.classes import classes_for
+
     _one_checkpoint(options, len(variants))
     options.budget  # noqa: B018  (a Budget out of range raises here)
-    select(options.calib, options.num_calib, options.num_val, options.val_dir)
+    for v in variants:  # a checkpoint of another variant, a head --labels does not fit
+        classes = classes_for(v, options.weights_file, options.labels_file)
+    select(options.calib, options.num_calib, options.num_val, options.val_dir, classes if variants else None)
     for t in targets:
         _quant(options, get_target(t))
 
 
 def requests(options: BuildOptions, variant_names: str, target_name: str, out_dir: Path):
     """One BuildRequest per variant of `variant_names` for one target (weights resolved lazily, in order), and the
-    class index. Errors in the options (an unknown method, a missing calibration directory) are raised here, before
+    class index (the checkpoint's, --labels, or ImageNet-1k). Errors in the options (an unknown method, a missing calibration directory) are raised here, before
     any build starts."""
     from edgekit.builder.calibration import select
-    from edgekit.builder.classes import imagenet1k
+    from edgekit.builder.classes import classes_for
     from edgekit.builder.weights import resolve_weights
     from edgekit.core.targets import get_target
     from edgekit.core.variants import resolve_variants
@@ -91,14 +123,15 @@ def requests(options: BuildOptions, variant_names: str, target_name: str, out_di
     variants = resolve_variants(variant_names)
     target = get_target(target_name)
     _one_checkpoint(options, len(variants))
-    classes = imagenet1k()
-    selection = select(options.calib, options.num_calib, options.num_val, options.val_dir, classes.index_of_wnid)
+    classes = classes_for(variants[0].name, options.weights_file, options.labels_file)
+    selection = select(options.calib, options.num_calib, options.num_val, options.val_dir, classes)
     quant = _quant(options, target)
     budget = options.budget
 
     def each():
         for v in variants:
             yield BuildRequest(v, target, resolve_weights(v, options.weights_file, options.random_weights),
-                               selection, quant, Path(out_dir), allow_float=options.allow_float, budget=budget)
+                               selection, quant, Path(out_dir), allow_float=options.allow_float, budget=budget,
+                               classes=classes, name=options.name, replace=options.force)
 
     return each(), classes

@@ -2,12 +2,14 @@
 accuracy budget). Plain data; nothing here runs."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.core.bundle import bundle_name
+from edgekit.core.classes import ClassIndex
 from edgekit.errors import BudgetError
 
 if TYPE_CHECKING:  # types only: the CLI reads METHODS from here without loading images or weights code
@@ -45,6 +47,8 @@ class Budget:
     def __post_init__(self):
         if self.max_drop is None and self.min_agreement is None:
             raise BudgetError("an accuracy budget needs --max-drop or --min-agreement")
+        if self.max_drop is not None and self.max_drop < 0:  # refused now, not after ten candidate models
+            raise BudgetError(f"--max-drop {self.max_drop:g}: give the top-1 points INT8 may lose, 0 or more")
         if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
             raise BudgetError(f"--min-agreement {100 * self.min_agreement:g} is not a percentage in (0, 100]")
 
@@ -88,7 +92,18 @@ class BuildRequest:
     out_dir: Path
     allow_float: bool = False  # arm64: ship ops the integer path cannot handle as float (listed in the manifest)
     budget: Budget | None = None  # accuracy the INT8 artifact must keep; layers are raised until it holds
+    classes: ClassIndex | None = None  # what the outputs mean; None: ImageNet-1k
+    name: str | None = None  # a custom model's name, the bundle's prefix (`flowers-lite0-x86-int8`)
+    replace: bool = False  # may replace a bundle of other weights or classes under the same name (--force)
+
+    def __post_init__(self):
+        if self.classes is None:
+            from edgekit.builder.classes import imagenet1k
+
+            object.__setattr__(self, "classes", imagenet1k())
+        if self.variant.num_classes != len(self.classes):  # the head is as wide as the class list, always
+            object.__setattr__(self, "variant", dataclasses.replace(self.variant, num_classes=len(self.classes)))
 
     @property
     def bundle_name(self) -> str:
-        return bundle_name(self.variant.name, self.target.name)
+        return bundle_name(self.variant.name, self.target.name, self.name)

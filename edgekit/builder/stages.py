@@ -52,7 +52,7 @@ class Run:
         per_target=False: the stage reads nothing of the target but its route, so targets of one route share it."""
         req = req or self.req
         target = dataclasses.asdict(req.target) if per_target else {"route": req.target.route}
-        key = {**parts, "spec": {"variant": req.variant.to_dict(), "target": target},
+        key = {**parts, "spec": {"variant": req.variant.to_dict(), "target": target, "classes": req.classes.digest},
                "code": code_digest(), "tools": tool_versions()}
         t = time.perf_counter()
         hit = self.cache.run(name, key, produce)

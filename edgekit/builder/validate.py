@@ -30,9 +30,29 @@ def stage_validate(run: Run, req: BuildRequest, tgt: Hit) -> Hit:
         np.savez_compressed(tmp / "logits.npz", fp32=logits["fp32"], int8=logits["int8"], labels=loaded.labels,
                             ids=np.array(loaded.ids))
         return {**metrics.drift(logits["fp32"], logits["int8"], loaded.labels),
+                **metrics.per_class(logits["fp32"], logits["int8"], loaded.labels, req.classes.names),
                 "skipped_unreadable": loaded.skipped}
 
     return run.stage("validate", parts, produce, req=req)
+
+
+MIN_SQNR_DB = 10.0  # a working INT8 model of this family measures 20-30 dB; below this it does not follow FP32
+MIN_AGREEMENT = 0.9
+
+
+def follows_fp32(val: dict, agreement_counts: bool = True) -> list[str]:
+    """Warnings when the INT8 model does not follow its FP32 reference, whatever the classes (a broken model
+    measured 0.0 dB and KL 0.6 and once shipped with no warning). agreement_counts=False: the images are views full
+    of near ties (the embedded recipe) or the weights random, where a low agreement says nothing of the model."""
+    if not val.get("images"):
+        return []
+    sqnr, agree = val.get("logit_sqnr_db", float("inf")), val.get("top1_agreement", 1.0)
+    if sqnr >= MIN_SQNR_DB and (agree >= MIN_AGREEMENT or not agreement_counts):
+        return []
+    return [f"the INT8 model does not follow the FP32 one: logit SQNR {sqnr:.1f} dB (working models measure 20-35), "
+            f"top-1 agreement {100 * agree:.2f} %, mean KL {val.get('mean_kl', float('nan')):.3f} on "
+            f"{val['images']} validation images; do not ship it: check the weights and the calibration images "
+            "(`edgekit analyze` ranks the layers), or try --max-drop / --min-agreement"]
 
 
 def stage_golden(run: Run, req: BuildRequest, tgt: Hit) -> Hit:

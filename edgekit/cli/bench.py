@@ -26,8 +26,8 @@ def _threads(value: str) -> list[int]:
 @click.argument("bundle", type=click.Path(file_okay=False), required=False)
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="Also measure drift on these images (labels from WordNet ids, folders or labels.csv).")
-@click.option("--limit", type=int, default=None, help="Use at most this many of --images.")
-@click.option("--golden-limit", type=int, default=None,
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many of --images.")
+@click.option("--golden-limit", type=click.IntRange(min=1), default=None,
               help="Use only the first N golden inputs (slow or emulated boards) [default: all].")
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to time, comma-separated.")
 @click.option("--runs", default=50, show_default=True, help="Timed runs per precision and thread count.")

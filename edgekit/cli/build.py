@@ -26,8 +26,9 @@ def variants(as_json: bool) -> None:
 
 
 _MODEL_OPTIONS = [
-    click.option("--variant", "variant_name", default="lite0", show_default=True,
-                 help=f"One of {', '.join(VARIANTS)}, a comma-separated list or 'all' (analyze: one)."),
+    click.option("--variant", "variant_name", default=None,
+                 help=f"One of {', '.join(VARIANTS)}, a comma-separated list or 'all' (analyze: one). [default: the "
+                      "variant a checkpoint of `edgekit train` was trained from, else lite0]"),
     click.option("--target", "target_name", default="x86", show_default=True,
                  help="Target name or alias, a comma-separated list or 'all' (analyze: one)."),
     click.option("--calib", default=None, help="Calibration images: a directory (recursive) or a recipe name. "
@@ -40,7 +41,14 @@ _MODEL_OPTIONS = [
                  help="Weight rounding: error-compensating for each layer's inputs, or nearest."),
     click.option("--val", "val_dir", default=None, help="Validation images (default: held out from --calib)."),
     click.option("--weights", "weights_file", default=None, type=click.Path(dir_okay=False),
-                 help="Checkpoint (PyPI lukemelas-style or timm format)."),
+                 help="Checkpoint: what `edgekit train` wrote (its classes and name come with it), or a state dict "
+                      "(timm or lukemelas-style keys)."),
+    click.option("--labels", "labels_file", default=None, type=click.Path(dir_okay=False),
+                 help="Class names of a state dict whose head is not ImageNet's 1000 outputs: one per line, in the "
+                      "order of the outputs."),
+    click.option("--name", default=None,
+                 help="A custom model's name, the bundle's prefix (NAME-lite0-x86-int8) [default: the checkpoint's "
+                      "name, or its file name with --labels]."),
     click.option("--random-weights", is_flag=True, help="Allow building a variant with no weights (random init)."),
     click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
                  help="Stage cache [default: $EDGEKIT_CACHE_DIR or ~/.cache/edgekit]."),
@@ -54,16 +62,21 @@ def _model_options(f):
     return f
 
 
-def _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file, random_weights, cache_dir,
-             **extra) -> BuildOptions:
-    """Paths made absolute: a --jobs child or a Ray worker does not start where this command did."""
+def _options(variant_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file, labels_file, name,
+             random_weights, cache_dir, **extra) -> tuple[str, BuildOptions]:
+    """The variant(s) and the options, with paths made absolute (a --jobs child or a Ray worker does not start where
+    this command did) and what the checkpoint says for itself (its variant, its name)."""
+    from edgekit.builder.options import with_checkpoint
+
     def absolute(p: str | None) -> str | None:
         return str(Path(p).expanduser().resolve()) if p else None
 
     calib = absolute(calib) if calib and Path(calib).expanduser().exists() else calib  # else a recipe's name
-    return BuildOptions(calib=calib, num_calib=num_calib, num_val=num_val, method=method, rounding=rounding,
-                        val_dir=absolute(val_dir), weights_file=absolute(weights_file), random_weights=random_weights,
-                        cache_dir=absolute(cache_dir), **extra)
+    options = BuildOptions(calib=calib, num_calib=num_calib, num_val=num_val, method=method, rounding=rounding,
+                           val_dir=absolute(val_dir), weights_file=absolute(weights_file),
+                           labels_file=absolute(labels_file), name=name, random_weights=random_weights,
+                           cache_dir=absolute(cache_dir), **extra)
+    return with_checkpoint(options, variant_name)
 
 
 @main.command()
@@ -79,6 +92,7 @@ def _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file,
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Where bundles are written.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every stage (cache neither read nor kept).")
+@click.option("--force", is_flag=True, help="Replace a bundle of other weights or classes under the same name.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Several pairs (--variant/--target lists): build this many at once, each in its own process.")
 @click.option("--ray", "ray_address", default=None, is_flag=False, flag_value="auto",
@@ -88,9 +102,9 @@ def _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file,
               help="With --ray: times a pair whose worker died (killed, out of memory, node lost) is run again.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the manifest as JSON on stdout (several pairs: the summary rows, each with its manifest).")
-def build(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file,
-          random_weights, cache_dir, max_drop, min_agreement, allow_float, out_dir, no_cache, jobs, ray_address,
-          retries, as_json) -> None:
+def build(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file, labels_file,
+          name, random_weights, cache_dir, max_drop, min_agreement, allow_float, out_dir, no_cache, force, jobs,
+          ray_address, retries, as_json) -> None:
     """Build validated INT8 bundle(s): export, quantize, convert for the target, validate, bundle.
 
     --variant and --target take a name, a comma-separated list or 'all': every pair is built (one at a time, in
@@ -98,12 +112,13 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
     alone, and the exit status says whether any did."""
     from edgekit.cluster import matrix
 
-    options = _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file, random_weights,
-                       cache_dir, max_drop=max_drop, min_agreement=min_agreement, allow_float=allow_float,
-                       no_cache=no_cache)
+    variant_name, options = _options(variant_name, calib, num_calib, num_val, method, rounding, val_dir,
+                                     weights_file, labels_file, name, random_weights, cache_dir, max_drop=max_drop,
+                                     min_agreement=min_agreement, allow_float=allow_float, no_cache=no_cache,
+                                     force=force)
     if ray_address is not None and jobs > 1:
         raise UsageError("--jobs runs pairs in processes here, --ray on a cluster: choose one")
-    todo = matrix.pairs(variant_name, target_name)
+    todo = matrix.pairs(variant_name, target_name, options.name)
     check(options, {p.variant for p in todo}, {p.target for p in todo})
     results = _run(todo, options, Path(out_dir), jobs, ray_address, retries)
     if as_json:
@@ -166,20 +181,21 @@ def _run(todo, options: BuildOptions, out: Path, jobs: int, ray_address: str | N
               help="Where the JSON report <variant>-<target>.sensitivity.json is written.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def analyze(variant_name, target_name, calib, num_calib, num_val, method, rounding, val_dir, weights_file,
-            random_weights, cache_dir, images, top, out_dir, as_json) -> None:
+            labels_file, name, random_weights, cache_dir, images, top, out_dir, as_json) -> None:
     """Per-layer sensitivity: each int8 layer raised on its own (in float on x86/onnx; its output tensor in int16,
     a16w8, on arm64), its effect on logit SQNR and agreement, sorted; and the activation ranges calibration chose."""
     from edgekit import pipeline
     from edgekit.builder.cache import Cache
     from edgekit.core.bundle import write_json
 
+    from edgekit.builder.options import requests
+
+    variant_name, options = _options(variant_name, calib, num_calib, num_val, method, rounding, val_dir,
+                                     weights_file, labels_file, name, random_weights, cache_dir)
     if len(resolve_variants(variant_name)) != 1:
         raise UsageError("analyze takes one --variant, not 'all'")
     if images < 1:
         raise UsageError("--images must be at least 1")
-    from edgekit.builder.options import requests
-
-    options = _options(calib, num_calib, num_val, method, rounding, val_dir, weights_file, random_weights, cache_dir)
     req = next(requests(options, variant_name, target_name, Path(out_dir))[0])
     bars = Bars()
     try:
@@ -187,7 +203,8 @@ def analyze(variant_name, target_name, calib, num_calib, num_val, method, roundi
         bars.done()
     finally:
         bars.close()
-    path = write_json(Path(out_dir) / f"{req.variant.name}-{req.target.name}.sensitivity.json", report)
+    stem = f"{req.name}-" if req.name else ""
+    path = write_json(Path(out_dir) / f"{stem}{req.variant.name}-{req.target.name}.sensitivity.json", report)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

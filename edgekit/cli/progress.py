@@ -21,16 +21,23 @@ class Bars:
     def __call__(self, label: str, total: int | None, unit: str = "img"):
         self._end_step()
         if self.quiet:
-            return lambda n: None
+            return lambda n, info=None: None
         self.label, self.t0 = label, time.perf_counter()
         if total is None or not self.tty:
             click.echo(f"  {label}" + (f" ({total} {unit}{'s' if total != 1 and unit != 'img' else ''})"
                                        if total else "") + " ...", err=True)
-            return lambda n: None
+            return lambda n, info=None: None
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=f"  {label}", unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
-        return self.bar.update
+        self.bar = bar = tqdm(total=total, desc=f"  {label}", unit=unit, file=sys.stderr, leave=False,
+                              dynamic_ncols=True)
+
+        def advance(n: int, info: str | None = None) -> None:
+            if info:  # running figures (a training epoch's loss and accuracy) beside the bar
+                bar.set_postfix_str(info, refresh=False)
+            bar.update(n)
+
+        return advance
 
     def _end_step(self) -> None:
         if self.bar is not None:

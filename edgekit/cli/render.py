@@ -21,6 +21,9 @@ def variants_table(rows: list[dict]) -> str:
 def build_summary(path: Path, m: dict) -> str:
     v = m["validation"]
     lines = [f"bundle: {path}", f"  weights: {m['weights']['origin']}"]
+    if (m.get("classes") or {}).get("index") == "custom":
+        names = m["class_names"]
+        lines.append(f"  classes ({len(names)}): " + ", ".join(names[:12]) + (", ..." if len(names) > 12 else ""))
     for name, s in m["timings"].items():
         if isinstance(s, dict):
             lines.append(f"  {name:14} {s['seconds']:7.2f} s{'  (cached)' if s['cached'] else ''}")
@@ -39,6 +42,7 @@ def build_summary(path: Path, m: dict) -> str:
             line += (f", top-1 FP32 {100 * v['top1_fp32']:.2f} % -> INT8 {100 * v['top1_int8']:.2f} % "
                      f"(drop {v['top1_drop_points']:.2f} points)")
         lines.append(line)
+        lines += per_class_lines(v.get("per_class"))
     if v.get("caveat"):
         lines.append(f"  note: these figures were {v['caveat']}")
     mixed = m.get("mixed_precision")
@@ -163,9 +167,11 @@ def bench_table(r: dict) -> str:
         line = (f"  images ({im['images']} from {im['source']}): INT8 vs FP32 agreement "
                 f"{100 * im['top1_agreement']:.2f} %, preprocessing {im['preprocess_ms_per_image']:.1f} ms/image")
         if "top1_fp32" in im:
-            line += (f", top-1 FP32 {100 * im['top1_fp32']:.2f} % -> INT8 {100 * im['top1_int8']:.2f} %, "
-                     f"top-5 {100 * im['top5_fp32']:.2f} % -> {100 * im['top5_int8']:.2f} %")
+            line += f", top-1 FP32 {100 * im['top1_fp32']:.2f} % -> INT8 {100 * im['top1_int8']:.2f} %"
+            if "top5_fp32" in im:
+                line += f", top-5 {100 * im['top5_fp32']:.2f} % -> {100 * im['top5_int8']:.2f} %"
         lines.append(line)
+        lines += per_class_lines(im.get("per_class"))
     lines.append(f"  peak resident memory {r['peak_rss_mb']:.0f} MB")
     if r.get("verdict"):
         lines.append(r["verdict"]["line"])
@@ -252,7 +258,8 @@ def store_table(rows: list[dict]) -> str:
 
 def predictions_table(result) -> str:
     head = result.input if result.frame is None else f"{result.input} frame {result.frame}"
-    rows = [f"  {p.rank:>2}  {p.probability:6.3f}  {p.wnid or '':10} {p.name}" for p in result.predictions]
+    rows = [f"  {p.rank:>2}  {p.probability:6.3f}  " + (f"{p.wnid:10} " if p.wnid else "") + p.name
+            for p in result.predictions]
     return "\n".join([head, *rows])
 
 
@@ -276,3 +283,14 @@ def predict_summary(s: dict) -> str:
     if s["latency_ms"]:
         line += "; p50/p90 ms: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p90']:.1f}" for k, v in s["latency_ms"].items())
     return line
+
+
+def per_class_lines(rows: list[dict] | None, indent: str = "    ") -> list[str]:
+    """Top-1 per class (a model of a few classes): where the INT8 model loses, and on how many images."""
+    if not rows:
+        return []
+    width = max(len(r["class"]) for r in rows)
+    out = [f"{indent}{'class':{width}} {'images':>6} {'FP32':>7} {'INT8':>7}"]
+    out += [f"{indent}{r['class']:{width}} {r['images']:6d} {100 * r['top1_fp32']:6.1f}% {100 * r['top1_int8']:6.1f}%"
+            for r in rows]
+    return out

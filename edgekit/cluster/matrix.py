@@ -27,20 +27,21 @@ from edgekit.progress import Progress, no_progress
 class Pair:
     variant: str
     target: str
+    model: str | None = None  # a custom model's name (the bundle's prefix)
 
     @property
     def name(self) -> str:
-        return manifest.bundle_name(self.variant, self.target)
+        return manifest.bundle_name(self.variant, self.target, self.model)
 
     @property
     def label(self) -> str:
         return f"{self.variant} -> {self.target}"
 
 
-def pairs(variant_spec: str, target_spec: str) -> list[Pair]:
+def pairs(variant_spec: str, target_spec: str, model: str | None = None) -> list[Pair]:
     """Every pair of the variants and targets named (a name, a comma-separated list or 'all'), variant-major, so
     that targets of one route (x86 and onnx) share one export and quantization when pairs run in order."""
-    return [Pair(v.name, t.name) for v in resolve_variants(variant_spec) for t in resolve_targets(target_spec)]
+    return [Pair(v.name, t.name, model) for v in resolve_variants(variant_spec) for t in resolve_targets(target_spec)]
 
 
 @dataclass
@@ -82,11 +83,10 @@ def build_pair(pair: Pair, options: BuildOptions, out_dir: Path, progress: Progr
 
     t = time.perf_counter()
     try:
-        reqs, classes = requests(options, pair.variant, pair.target, out_dir)
-        req = next(reqs)
+        req = next(requests(options, pair.variant, pair.target, out_dir)[0])
         store = throwaway(options.cache_dir) if options.no_cache else contextlib.nullcontext(Cache(options.cache_dir))
         with store as c:
-            path, m = pipeline.build(req, c, list(classes.names), list(classes.wnids), progress)
+            path, m = pipeline.build(req, c, progress)
     except EdgekitError as e:
         return PairResult(pair, time.perf_counter() - t, error=first_line(e))
     except OSError as e:  # a disk that fills, a path refused: this pair's, not the matrix's

@@ -22,7 +22,7 @@ from edgekit.cluster.matrix import Events, Pair, PairResult, first_line, build_p
 from edgekit.cluster.resources import CPUS_PER_PAIR, build_memory_bytes
 from edgekit.core import bundle as manifest
 from edgekit.core.targets import get_target
-from edgekit.errors import ClusterError, ManifestError, PublishError
+from edgekit.errors import BuildError, ClusterError, ManifestError, PublishError
 from edgekit.publish.bundles import safe_files
 
 CONNECT_TIMEOUT_S = 10
@@ -98,16 +98,18 @@ def build_pair_task(pair: Pair, options: dict, driver_code: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _land(files: dict[str, bytes], out_dir: Path, name: str) -> Path:
+def _land(files: dict[str, bytes], out_dir: Path, name: str, force: bool = False) -> Path:
     """The bundle's files written beside its final place, verified against its manifest, renamed into place."""
     tmp = Path(tempfile.mkdtemp(prefix=manifest.temp_prefix(), dir=out_dir))
     try:
         safe_files(files)  # the rule every store applies: plain names inside the bundle
         for f, data in files.items():
             (tmp / f).write_bytes(data)
-        manifest.read(tmp)  # every checksum
+        m = manifest.read(tmp)  # every checksum
         os.chmod(tmp, 0o755)
         final = out_dir / name
+        if not force:
+            manifest.refuse_other_model(final, m["weights"]["sha256"], m["class_names"])
         manifest.replace_dir(tmp, final)
         return final
     except BaseException:
@@ -159,7 +161,7 @@ def _run(todo, options, out_dir, address, retries, events, driver_code) -> list[
                     continue
                 ref = done[0]
                 p = pending.pop(ref)
-                results[p] = _collect(ray, ref, p, out_dir, time.perf_counter() - started[p], retries)
+                results[p] = _collect(ray, ref, p, out_dir, time.perf_counter() - started[p], retries, options.force)
                 events.finished(results[p])
         except KeyboardInterrupt:
             for ref in pending:
@@ -170,7 +172,7 @@ def _run(todo, options, out_dir, address, retries, events, driver_code) -> list[
         ray.shutdown()
 
 
-def _collect(ray, ref, p: Pair, out_dir: Path, wall: float, retries: int) -> PairResult:
+def _collect(ray, ref, p: Pair, out_dir: Path, wall: float, retries: int, force: bool = False) -> PairResult:
     try:
         got = ray.get(ref)
     except ray.exceptions.RayTaskError as e:  # a bug in the task: its first line, the other pairs go on
@@ -184,7 +186,9 @@ def _collect(ray, ref, p: Pair, out_dir: Path, wall: float, retries: int) -> Pai
     if "files" not in got:
         return PairResult(p, took, error=got["error"], where=got["where"])
     try:
-        path = _land(got["files"], out_dir, p.name)
+        path = _land(got["files"], out_dir, p.name, force)
+    except BuildError as e:  # a bundle of other weights or classes is there: the worker could not see it
+        return PairResult(p, took, error=str(e), where=got["where"])
     except (ManifestError, PublishError) as e:
         return PairResult(p, took, error=f"the bundle that came back is damaged: {e}", where=got["where"])
     except OSError as e:  # --out full or unwritable: this pair's failure, the others may still land

@@ -21,8 +21,26 @@ MODEL_CARD = "README.md"
 EXAMPLE_IMAGE = "example.png"  # the first golden input, for the model card's commands
 
 
-def bundle_name(variant: str, target: str) -> str:
-    return f"{variant}-{target}-int8"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_model_name(name: str) -> str:
+    """A custom model's name: it starts bundle and file names, so it is a plain word."""
+    if not _NAME.match(name or ""):
+        raise BuildError(f"name {name!r}: use letters, digits, '.', '_' or '-' (at most 64, starting with a letter or "
+                         "digit)")
+    return name
+
+
+def model_name_from(text: str) -> str:
+    """A model name made from a folder or file name: other characters become '-', at most 64."""
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in text).strip(".-_")[:64].rstrip(".-_")
+    return check_model_name(name or "custom")
+
+
+def bundle_name(variant: str, target: str, name: str | None = None) -> str:
+    """`lite0-x86-int8` for the ImageNet model; a custom model's name first: `flowers-lite0-x86-int8`."""
+    return f"{name}-{variant}-{target}-int8" if name else f"{variant}-{target}-int8"
 
 
 def file_sha256(path: Path) -> str:
@@ -59,7 +77,7 @@ def read(bundle: Path, verify: bool = True) -> dict:
     except json.JSONDecodeError as e:
         raise ManifestError(f"{path} is not valid JSON ({e})") from None
     if m.get("schema_version") != SCHEMA_VERSION:
-        raise ManifestError(f"{path}: schema version {m.get('schema_version')} is not supported "
+        raise ManifestError(f"{path}: schema version {m.get('schema_version')!r} is not supported "
                             f"(this edgekit reads {SCHEMA_VERSION})")
     if verify:
         for name, digest in m["files"].items():
@@ -143,6 +161,20 @@ def replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+
+
+def refuse_other_model(final: Path, weights_sha256: str, class_names: list[str]) -> None:
+    """A bundle of other weights or other classes under the same name is not silently replaced (`--force`)."""
+    if not (Path(final) / MANIFEST).is_file():
+        return
+    try:
+        old = read(final, verify=False)
+        same = old["weights"]["sha256"] == weights_sha256 and old["class_names"] == list(class_names)
+    except (ManifestError, KeyError, TypeError):
+        same = False
+    if not same:
+        raise BuildError(f"{final} holds a bundle of other weights or classes; pass --force to replace it, or --name "
+                         "NAME / --out DIR to keep both")
 
 
 def write_atomic(path: Path, data: bytes) -> Path:

@@ -24,8 +24,8 @@ PRECISIONS = ("int8", "fp32")
 @dataclass(frozen=True)
 class Prediction:
     rank: int  # 1 = the most likely class
-    index: int  # in the ImageNet-1k class index (labels.txt)
-    wnid: str | None  # WordNet id, e.g. n01440764
+    index: int  # the output's index: the line of labels.txt
+    wnid: str | None  # ImageNet's WordNet id, e.g. n01440764; None for a model of your own classes
     name: str
     probability: float  # softmax of the logits
 
@@ -84,8 +84,9 @@ class Classifier:
         return self.run(preprocess.to_input(px, self.contract))
 
     def predictions(self, logits: np.ndarray, top: int = 5) -> list[Prediction]:
-        if not 1 <= top <= len(self.class_names):
-            raise UsageError(f"top={top}: give 1 to {len(self.class_names)} classes")
+        if not isinstance(top, int) or top < 1:
+            raise UsageError(f"top={top!r}: give 1 or more classes")
+        top = min(top, len(self.class_names))  # at most: a model of 3 classes answers top=5 with its 3
         probs = _softmax(logits.reshape(-1))
         order = np.argsort(-probs, kind="stable")[:top]
         return [Prediction(rank, int(i), self.class_wnids[i] if self.class_wnids else None, self.class_names[i],
@@ -105,7 +106,7 @@ class Classifier:
 
 def to_pil(image: ImageInput) -> Image.Image:
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")  # decode() already gives RGB: no copy
+        return preprocess.to_rgb(image)  # oriented and 8-bit as open_rgb makes them; decode()'s RGB: no copy
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ImageError(f"an image array must be HxWx3 uint8 RGB, got shape {image.shape} {image.dtype}")

@@ -16,6 +16,7 @@ import numpy as np
 from edgekit.core import bundle as manifest
 from edgekit.core import contract
 from edgekit.core.bundle import GOLDEN_FILE
+from edgekit.core.classes import ClassIndex
 from edgekit.device import fingerprint, imagesets, metrics, preprocess, runtimes
 from edgekit.device.system import device_info
 from edgekit.device.verdict import verdict
@@ -91,10 +92,9 @@ def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) 
 
 
 def image_samples(m: dict, images: Path, limit: int | None) -> list[imagesets.Sample]:
-    """The first `limit` images of a folder, labelled by the bundle's class index (WordNet ids, folders or
-    labels.csv); BenchError if there are none."""
-    wnids = {w: i for i, w in enumerate(m.get("class_wnids") or [])}
-    samples = imagesets.directory_samples(images, wnids.get)
+    """The first `limit` images of a folder, labelled by the bundle's class index (folder names matched to the
+    class names, WordNet ids, labels.csv); BenchError if there are none."""
+    samples = imagesets.directory_samples(images, ClassIndex.from_manifest(m))
     if not samples:
         raise BenchError(f"no images (jpg/png/webp/bmp) found under {images}")
     return samples[:limit] if limit else samples
@@ -110,7 +110,8 @@ def image_drift(bundle: Path, m: dict, runtime: str, images: Path, samples: list
     out = _logits(bundle, m, runtime, loaded.pixels)
     labels = loaded.labels if (loaded.labels >= 0).any() else None
     return {"source": str(images), "preprocess_ms_per_image": 1e3 * prep_s / len(samples),
-            "skipped_unreadable": loaded.skipped, **metrics.drift(out["fp32"], out["int8"], labels)}
+            "skipped_unreadable": loaded.skipped, **metrics.drift(out["fp32"], out["int8"], labels),
+            **metrics.per_class(out["fp32"], out["int8"], labels, m["class_names"])}
 
 
 def _device(runtime: str, fp: dict) -> dict:

@@ -1,8 +1,8 @@
 """Image sets: find images in a directory, know their labels, and read them (device side: numpy + Pillow only).
 
-Labels are found, in this order: a `labels.csv` at the directory root (`file,label`; label is a class index or a
-WordNet id), ImageNet WordNet ids in file names (`n01440764_tench.JPEG`), or one folder per class (named by WordNet
-id or class index).
+Labels are found, in this order: a `labels.csv` at the directory root (`file,label`; label is a class name, index
+or WordNet id), ImageNet WordNet ids in file names (`n01440764_tench.JPEG`), or one folder per class (named by the
+class name, its index or, for ImageNet, its WordNet id).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from edgekit.core.bundle import file_sha256
+from edgekit.core.classes import ClassIndex
 from edgekit.device.preprocess import open_rgb, pixels
 from edgekit.errors import DataError, ImageError
 
@@ -44,12 +45,16 @@ def list_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _label_resolver(root: Path, wnid_to_index: Callable[[str], int | None] | None) -> Callable[[Path], int | None]:
+def _label_resolver(root: Path, classes: ClassIndex | None) -> tuple[Callable[[Path], int | None], set[str], set[str]]:
+    """How each image's label is found, and the sets that collect the top-level folders matching no class / one."""
+    unmatched: set[str] = set()
+    matched: set[str] = set()
+
     def parse(value: str) -> int | None:
         value = value.strip()
-        if value.isdigit():
-            return int(value)
-        return wnid_to_index(value) if wnid_to_index else None
+        if classes is not None:
+            return classes.label_of(value)
+        return int(value) if value.isdigit() else None
 
     csv_path = root / "labels.csv"
     if csv_path.is_file():
@@ -58,24 +63,42 @@ def _label_resolver(root: Path, wnid_to_index: Callable[[str], int | None] | Non
         if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "image"):
             rows = rows[1:]
         table = {r[0].strip(): parse(r[1]) for r in rows if len(r) >= 2}
-        return lambda p: table.get(str(p.relative_to(root)), table.get(p.name))
+        return (lambda p: table.get(str(p.relative_to(root)), table.get(p.name))), unmatched, matched
 
     def from_path(p: Path) -> int | None:
         m = _WNID.match(p.name)
-        if m and wnid_to_index:
-            return wnid_to_index(m.group(1))
-        if p.parent != root:
-            return parse(p.parent.name)
+        if m and classes is not None and classes.label_of(m.group(1)) is not None:
+            return classes.label_of(m.group(1))
+        if p.parent == root:
+            return None
+        rel = p.relative_to(root).parts
+        for folder in dict.fromkeys((rel[0], p.parent.name)):  # the top-level folder (as training reads it) first
+            hit = parse(folder)
+            if hit is not None:
+                matched.add(rel[0])
+                return hit
+        unmatched.add(rel[0])
         return None
 
-    return from_path
+    return from_path, unmatched, matched
 
 
-def directory_samples(root: Path, wnid_to_index: Callable[[str], int | None] | None = None) -> list[Sample]:
+def directory_samples(root: Path, classes: ClassIndex | None = None, report_unmatched: bool = True) -> list[Sample]:
+    """Every image below `root`, labelled by the model's class index: a `labels.csv`, WordNet ids in file names
+    (ImageNet), or the top-level folder's name matched to a class name (case and separators aside; ImageNet: a
+    WordNet id) or index. Folders that match no class are reported once (their images are unlabelled)."""
     root = Path(root)
-    label_of = _label_resolver(root, wnid_to_index)
-    return [Sample(str(p.relative_to(root)), (lambda p=p: open_rgb(p)), label_of(p), file_sha256(p))
-            for p in list_images(root)]
+    label_of, unmatched, matched = _label_resolver(root, classes)
+    out = [Sample(str(p.relative_to(root)), (lambda p=p: open_rgb(p)), label_of(p), file_sha256(p))
+           for p in list_images(root)]
+    # reported for a model of your own classes, or where some folders are labels and these are not (strays)
+    if unmatched and report_unmatched and classes is not None and (not classes.imagenet or matched):
+        names = sorted(unmatched)
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        some = ", ".join(classes.names[:4]) + (", ..." if len(classes) > 4 else "")
+        warnings.warn(f"{len(names)} folder(s) under {root} match no class of the model ({', '.join(names[:5])}{more}): "
+                      f"their images count as unlabelled; the model's classes are {some}", stacklevel=2)
+    return out
 
 
 def digest(samples: Iterable[Sample]) -> str:

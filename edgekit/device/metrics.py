@@ -31,6 +31,24 @@ def drift(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) 
         out["labelled_images"] = int(known.sum())
         for name, logits in (("fp32", fp32[known]), ("int8", int8[known])):
             out[f"top1_{name}"] = topk_hits(logits, y, 1)
-            out[f"top5_{name}"] = topk_hits(logits, y, 5)
+            if logits.shape[1] > 5:  # of five classes or fewer, top-5 is every class
+                out[f"top5_{name}"] = topk_hits(logits, y, 5)
         out["top1_drop_points"] = 100.0 * (out["top1_fp32"] - out["top1_int8"])
     return out
+
+
+PER_CLASS_MAX = 100  # more classes than this (ImageNet-1k) and per-class figures on a few hundred images are noise
+
+
+def per_class(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None, names) -> dict:
+    """Top-1 of each class that has labelled images (FP32 and INT8), for models of a few classes; {} otherwise."""
+    if labels is None or len(names) > PER_CLASS_MAX or not (labels >= 0).any():
+        return {}
+    rows = []
+    for i, name in enumerate(names):
+        mask = labels == i
+        if mask.any():
+            rows.append({"class": name, "images": int(mask.sum()),
+                         "top1_fp32": float((fp32[mask].argmax(1) == i).mean()),
+                         "top1_int8": float((int8[mask].argmax(1) == i).mean())})
+    return {"per_class": rows}

@@ -39,6 +39,11 @@ def annotations(m: dict, manifest_sha: str) -> dict[str, str]:
         out["vnd.edgekit.agreement"] = f"{v['top1_agreement']:.4f}"
     if "top1_int8" in v:
         out["vnd.edgekit.top1"] = f"{v['top1_int8']:.4f}"
+    names = m.get("class_names") or []
+    out["vnd.edgekit.classes"] = str(len(names))
+    if (m.get("classes") or {}).get("index") == "custom":  # a registry's listing says what the model tells apart
+        text = ",".join(names)
+        out["vnd.edgekit.class-names"] = text if len(text) <= 1000 else text[:997] + "..."
     return out
 
 
