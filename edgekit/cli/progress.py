@@ -24,8 +24,8 @@ class Bars:
             return lambda n, info=None: None
         self.label, self.t0 = label, time.perf_counter()
         if total is None or not self.tty:
-            click.echo(f"  {label}" + (f" ({total} {unit}{'s' if total != 1 and unit != 'img' else ''})"
-                                       if total else "") + " ...", err=True)
+            plural = "" if total == 1 or unit == "img" else ("es" if unit.endswith(("ch", "sh", "s", "x")) else "s")
+            click.echo(f"  {label}" + (f" ({total} {unit}{plural})" if total else "") + " ...", err=True)
             return lambda n, info=None: None
         from tqdm import tqdm
 

@@ -70,7 +70,8 @@ def train(data_dir, variant_name, val_dir, out_file, name, mode, epochs, stages,
     lines += ["  per class (validation, FP32):"] + [
         f"    {row['class']:{max(len(x['class']) for x in r['per_class'])}} {row['images']:4d} images "
         f"{100 * row['accuracy']:6.1f} %" for row in r["per_class"]]
-    lines.append(f"next: edgekit build --weights {result.checkpoint} --target arm64   (or x86, onnx)")
+    lines.append(f"next: edgekit build --weights {result.checkpoint} --target arm64 --calib {data_dir}   (or --target "
+                 "x86, onnx)")
     click.echo("\n".join(lines), err=True)
     if as_json:
         click.echo(json.dumps(r, indent=2))
