@@ -78,9 +78,14 @@ def lite0_fp32(default_build, cache_dir) -> Path:
     from edgekit.core.variants import get_variant
 
     size = get_variant("lite0").input_size
+
+    def dims(value) -> list[int]:
+        return [d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    # lite0's input size and ImageNet's 1000 outputs (a model of three classes of the training tests is not it)
     found = [p for p in sorted(cache_dir.glob("export/*/model.fp32.onnx"))
-             if onnx.load(str(p), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[2].dim_value
-             == size]
+             if (g := onnx.load(str(p), load_external_data=False).graph) and dims(g.input[0])[2] == size
+             and dims(g.output[0])[-1] == 1000]
     assert found, "default build left no cached lite0 export"
     return found[0]
 

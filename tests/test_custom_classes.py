@@ -70,6 +70,12 @@ def trained(photos, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """This module's own stage cache: the session's holds ImageNet exports other tests pick by input size."""
+    return tmp_path_factory.mktemp("custom-cache")
+
+
+@pytest.fixture(scope="module")
 def bundles(trained, photos, tmp_path_factory, cache_dir) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("dist")
     r = run_cli("build", "--weights", str(trained), "--target", "x86,arm64", "--calib", str(photos[0]),

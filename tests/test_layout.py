@@ -116,7 +116,6 @@ def test_a_changed_variant_fact_rebuilds_the_stages_that_read_it(tmp_path):
     (["build", "--num-calib", "10", "--cache-dir", "FILE/sub"], "Not a directory"),  # the system refuses a path
     (["train", "--data", "/no/such/photos"], "not a directory"),
     (["build", "--num-val", "-1"], "--num-val -1: give the most validation images"),
-    (["build", "--max-drop", "-5"], "--max-drop -5: give the top-1 points"),
     (["bench", "--limit", "-2", "/tmp"], "--limit"),
     (["bench", "--golden-limit", "-3", "/tmp"], "--golden-limit"),
     (["train", "--data", "/tmp", "--stages", "x"], "--stages 'x'"),

@@ -47,8 +47,6 @@ class Budget:
     def __post_init__(self):
         if self.max_drop is None and self.min_agreement is None:
             raise BudgetError("an accuracy budget needs --max-drop or --min-agreement")
-        if self.max_drop is not None and self.max_drop < 0:  # refused now, not after ten candidate models
-            raise BudgetError(f"--max-drop {self.max_drop:g}: give the top-1 points INT8 may lose, 0 or more")
         if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
             raise BudgetError(f"--min-agreement {100 * self.min_agreement:g} is not a percentage in (0, 100]")
 
