@@ -116,6 +116,14 @@ class Loaded:
     skipped: list[str]  # ids of unreadable images
 
 
+def warn_skipped(skipped: list[str], total: int, first_error: str | None, kind: str = "") -> None:
+    """One warning for the unreadable images of a set, naming the first few (said where the set was read)."""
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable {kind + ' ' if kind else ''}image(s) of {total}: "
+                      f"{', '.join(skipped[:3])}{more} (first: {first_error})", stacklevel=3)
+
+
 def load_pixels(samples: list[Sample], preprocessing: dict, progress: Callable[[Iterator], Iterator] | None = None,
                 ) -> Loaded:
     """Decode and preprocess samples; unreadable images are skipped, and one warning names the first few."""
@@ -131,10 +139,7 @@ def load_pixels(samples: list[Sample], preprocessing: dict, progress: Callable[[
             continue
         labels.append(-1 if s.label is None else s.label)
         ids.append(s.id)
-    if skipped:
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {len(samples)}: {', '.join(skipped[:3])}{more} "
-                      f"(first: {first_error})", stacklevel=2)
+    warn_skipped(skipped, len(samples), first_error)
     crop = preprocessing["crop"]
     arr = np.stack(out) if out else np.zeros((0, crop, crop, 3), np.uint8)
     return Loaded(arr, np.asarray(labels, np.int64), ids, skipped)

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from edgekit.core.bundle import file_sha256, model_name_from
 from edgekit.core.classes import ClassIndex, check_names, normalize
 from edgekit.device import preprocess
-from edgekit.device.imagesets import IMAGE_SUFFIXES, Sample, list_images
+from edgekit.device.imagesets import IMAGE_SUFFIXES, Sample, list_images, warn_skipped
 from edgekit.errors import DataError, ImageError
 from edgekit.progress import Progress, no_progress
 
@@ -135,19 +134,12 @@ def decode(samples: list[Sample], preprocessing: dict, folder: Path, name: str, 
         k = len(ids)
         ev[k] = px
         if cv is not None:
-            cv[k] = _square(img, canvas, preprocessing["interpolation"])
+            cv[k] = preprocess.resize_crop(img, canvas, canvas, preprocessing["interpolation"])
         labels.append(s.label)
         ids.append(s.id)
-    if skipped:
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        warnings.warn(f"skipped {len(skipped)} unreadable {name} image(s) of {len(samples)}: "
-                      f"{', '.join(skipped[:3])}{more} (first: {first})", stacklevel=2)
+    warn_skipped(skipped, len(samples), first, name)
     n = len(ids)
     return Pixels(ev[:n], np.asarray(labels, np.int64), ids, cv[:n] if cv is not None else None)
-
-
-def _square(img: Image.Image, size: int, interpolation: str) -> np.ndarray:
-    return preprocess.resize_crop(img, size, size, interpolation)
 
 
 def workdir() -> tempfile.TemporaryDirectory:
