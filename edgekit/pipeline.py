@@ -2,6 +2,7 @@
 search (analysis/) between validation and the golden set.
 
     variant + weights ─► route (onnx: export ─► QDQ quantize ─► backend; litert: convert ─► int8 quantize)
+                     ─► [INT8-aware fine-tuning of the int8 integers, --int8-aware: training/int8_aware.py]
                      ─► validate (INT8 vs FP32 on held-out images, the target's runtime)
                      ─► accuracy budget (analysis/budget.py, when asked) ─► golden set ─► bundle
 
@@ -38,7 +39,15 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
         warnings.warn(w)
     t0 = time.perf_counter()
     arts = route.artifacts(run, req)
-    st = Chosen(arts, stage_validate(run, req, arts.tgt), req.quant)
+    if req.tune is not None:
+        tuned, tuning = route.tune(run, req, arts)
+        if not tuning["kept"]:
+            warnings.warn(f"INT8-aware fine-tuning did not improve on post-training quantization on the held-out "
+                          f"calibration images (logit SQNR {tuning['held_out_before']['logit_sqnr_db']:.2f} dB); "
+                          "the bundle keeps the post-training model")
+        st = Chosen(tuned, stage_validate(run, req, tuned.tgt), req.quant, tuning=tuning, base=arts)
+    else:
+        st = Chosen(arts, stage_validate(run, req, arts.tgt), req.quant)
     if req.budget is not None:
         st = meet_budget(run, route, st)
         if st.plain is not None:
@@ -57,7 +66,9 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
         warnings.warn(w)
     gold = stage_golden(run, req, st.arts.tgt)
     run.log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)
-    path = write_bundle(dataclasses.replace(req, quant=st.quant), st.arts, st.val, gold, run.log, st.mixed, found)
+    tuning = None if st.tuning is None else {**st.tuning, "shipped": bool(st.tuning["kept"] and st.base is not None)}
+    path = write_bundle(dataclasses.replace(req, quant=st.quant), st.arts, st.val, gold, run.log, st.mixed, found,
+                        tuning)
     return path, json.loads((path / manifest.MANIFEST).read_text())
 
 

@@ -1,5 +1,5 @@
 """The progress callback every long step takes: `progress(label, total, unit="img")` announces a step (total None:
-one uncounted step) and returns `advance(n)` (which may also take `info`, running figures to show beside it). The CLI draws it; library callers may pass nothing."""
+one uncounted step) and returns `advance(n)` (which may also take `info`, running figures to show beside it); total 0 is a note, a line said between steps. The CLI draws it; library callers may pass nothing."""
 from __future__ import annotations
 
 from typing import Callable

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgekit.analysis import near_ties
 from edgekit.builder.cache import Hit
-from edgekit.builder.request import Budget, QuantOptions
+from edgekit.builder.request import Budget, QuantOptions, TuneOptions
 from edgekit.builder.route import Artifacts, Route
 from edgekit.builder.stages import Run
 from edgekit.builder.validate import stage_validate
@@ -35,6 +35,12 @@ class Chosen:
     quant: QuantOptions
     mixed: dict | None = None
     plain: Hit | None = None  # the plain int8 target artifacts, when layers were raised (for the latency cost)
+    tuning: dict | None = None  # INT8-aware fine-tuning's record, when it ran
+    base: Artifacts | None = None  # the post-training artifacts a tuned candidate came from
+
+    @property
+    def post_training(self) -> Artifacts:
+        return self.base or self.arts
 
 
 def _brief(d: dict) -> dict:
@@ -45,21 +51,30 @@ def _score(d: dict) -> tuple:
     return (d.get("top1_agreement") or 0, -(d.get("top1_drop_points") or 0), d.get("logit_sqnr_db") or 0)
 
 
+def _step(c: Chosen, raised: int = 0) -> dict:
+    return {"method": c.quant.method, "int8_aware": bool(c.tuning and c.tuning["kept"]), "raised_layers": raised,
+            **_brief(c.val.meta)}
+
+
 def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
     """Make the INT8 artifact keep the accuracy budget on the validation images, cheapest change first:
     1. the other activation-range methods (still plain int8, no latency cost), each validated with the target's
        runtime;
-    2. on the best of those, the layers that recover most (the route's sensitivity ranking, on calibration images)
-       raised to the route's higher precision, one more at a time, each model validated, up to MAX_RAISED_LAYERS.
-    BuildError naming the most sensitive layers if nothing holds."""
+    2. INT8-aware fine-tuning of the best of those (plain int8, the same graph: costs build time only), unless the
+       build already asked for it (--int8-aware);
+    3. on the best post-training model, the layers that recover most (the route's sensitivity ranking, on
+       calibration images) raised to the route's higher precision, one more at a time, each model validated, up to
+       MAX_RAISED_LAYERS.
+    BuildError naming the most sensitive layers if nothing holds. The record names the step that met the budget."""
     req, budget = run.req, run.req.budget
     problems = budget.problems(st.val.meta)
-    tried = [{"method": st.quant.method, "raised_layers": 0, **_brief(st.val.meta)}]
+    tried = [_step(st)]
     vals = [st.val]  # every model's validation: the near-tie analysis reads their logits
     if not problems:
-        st.mixed = _budget_block(budget, None, [], tried, vals)
+        st.mixed = _budget_block(budget, None, [], tried, vals, _met_by(st))
         return st
-    best = st
+    best = st  # the best model so far; best_plain: the best post-training one (what layers are raised on)
+    best_plain = st if st.tuning is None else None
     for method in RANGE_METHODS:
         if method == st.quant.method or method not in route.methods:
             continue
@@ -67,42 +82,74 @@ def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
         arts = route.artifacts(run, alt)
         val = stage_validate(run, alt, arts.tgt)
         vals.append(val)
-        tried.append({"method": method, "raised_layers": 0, **_brief(val.meta)})
         cand = Chosen(arts, val, alt.quant)
+        tried.append(_step(cand))
         if not budget.problems(val.meta):
-            cand.mixed = _budget_block(budget, None, [], tried, vals)
+            cand.mixed = _budget_block(budget, None, [], tried, vals, _met_by(cand))
             return cand
         if _score(val.meta) > _score(best.val.meta):
             best = cand
-    breq = dataclasses.replace(req, quant=best.quant)
-    sens = route.sensitivity(run, breq, best.arts, RANKING_IMAGES, route.budget_max_macs_share)
+        if best_plain is None or _score(val.meta) > _score(best_plain.val.meta):
+            best_plain = cand
+    if best_plain is None:  # only the tuned model was asked for: its post-training model, validated
+        best_plain = Chosen(st.base, stage_validate(run, req, st.base.tgt), st.quant)
+        vals.append(best_plain.val)
+        tried.append(_step(best_plain))
+    tune_record = st.tuning
+    if req.tune is None:  # with --int8-aware the first model was already tuned
+        treq = dataclasses.replace(req, quant=best_plain.quant, tune=TuneOptions())
+        arts, tuning = route.tune(run, treq, best_plain.arts)
+        tune_record = tuning
+        if tuning["kept"]:
+            cand = Chosen(arts, stage_validate(run, treq, arts.tgt), best_plain.quant, tuning=tuning,
+                          base=best_plain.arts)
+            vals.append(cand.val)
+            tried.append(_step(cand))
+            if not budget.problems(cand.val.meta):
+                cand.mixed = _budget_block(budget, None, [], tried, vals, _met_by(cand))
+                return cand
+            if _score(cand.val.meta) > _score(best.val.meta):
+                best = cand
+        tune_record = tuning  # kept or not, the manifest says it was tried
+    breq = dataclasses.replace(req, quant=best_plain.quant, tune=None)
+    sens = route.sensitivity(run, breq, best_plain.arts, RANKING_IMAGES, route.budget_max_macs_share)
     ranked = [e for e in sens.meta["layers"] if e["gain_db"] > 0][:MAX_RAISED_LAYERS]
     for k in range(1, len(ranked) + 1):
-        arts = route.raise_layers(run, breq, best.arts, ranked[:k])
+        arts = route.raise_layers(run, breq, best_plain.arts, ranked[:k])
         val = stage_validate(run, breq, arts.tgt)
         vals.append(val)
-        tried.append({"method": best.quant.method, "raised_layers": k, **_brief(val.meta)})
+        tried.append({"method": best_plain.quant.method, "int8_aware": False, "raised_layers": k,
+                      **_brief(val.meta)})
         if not budget.problems(val.meta):
-            return Chosen(arts, val, best.quant, {
-                **_budget_block(budget, route.raised_to, ranked[:k], tried, vals),
-                "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")}}, best.arts.tgt)
+            return Chosen(arts, val, best_plain.quant, {
+                **_budget_block(budget, route.raised_to, ranked[:k], tried, vals,
+                                f"{k} layer(s) in {route.raised_to}"),
+                "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")}}, best_plain.arts.tgt,
+                tuning=tune_record)
     top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
     best_i = max(range(len(tried)), key=lambda i: _score(tried[i]))  # the noise and the message: the same model
     ties = _near_ties(budget, vals, best_i)
     report = write_json(req.out_dir / f"{req.bundle_name}.budget-not-met.json",
                         {"variant": req.variant.name, "target": req.target.name, "budget": budget.to_dict(),
                          "problems": problems, "raised_to": route.raised_to, "search": tried, "near_ties": ties,
+                         "int8_aware": tune_record,
                          "ranking": sens.meta})
     raise BuildError(f"{req.variant.name} on {req.target.name}: accuracy budget {budget.describe()} not met "
                      f"({'; '.join(problems)}); tried {_tried(tried, best_i, route.raised_to)}; most sensitive: "
                      f"{top}; {_describe_ties(ties)}; search, near ties and per-layer ranking: {report}")
 
 
+def _met_by(c: Chosen) -> str:
+    tuned = c.tuning is not None and c.tuning["kept"]
+    return (f"INT8-aware fine-tuning ({c.quant.method} ranges, {c.tuning['seconds']:.0f} s)" if tuned
+            else f"post-training quantization ({c.quant.method} ranges)")
+
+
 def _budget_block(budget: Budget, raised_to: str | None, layers: list[dict], tried: list[dict],
-                  vals: list[Hit]) -> dict:
+                  vals: list[Hit], met_by: str) -> dict:
     """The manifest's record of a budget that held, on the last model validated."""
-    return {"budget": budget.to_dict(), "raised_to": raised_to, "layers": layers, "search": tried,
-            "near_ties": _near_ties(budget, vals, len(vals) - 1)}
+    return {"budget": budget.to_dict(), "met_by": met_by, "raised_to": raised_to, "layers": layers,
+            "search": tried, "near_ties": _near_ties(budget, vals, len(vals) - 1)}
 
 
 def _near_ties(budget: Budget, vals: list[Hit], chosen: int) -> dict | None:
@@ -130,8 +177,8 @@ def _describe_ties(t: dict | None) -> str:
 def _tried(tried: list[dict], best_i: int, raised_to: str) -> str:
     best = tried[best_i]
     return (f"{len(tried)} models, best {100 * (best['top1_agreement'] or 0):.2f} % agreement, drop "
-            f"{best['top1_drop_points']:.2f} points ({best['method']}, {best['raised_layers']} layer(s) in "
-            f"{raised_to})")
+            f"{best['top1_drop_points']:.2f} points ({best['method']}{', INT8-aware' if best['int8_aware'] else ''}, "
+            f"{best['raised_layers']} layer(s) in {raised_to})")
 
 
 def mixed_latency(run: Run, plain: Hit, mixed: Hit) -> dict:

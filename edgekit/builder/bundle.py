@@ -64,7 +64,8 @@ def _training(req: BuildRequest) -> dict | None:
 
 
 def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: StageLog, mixed: dict | None = None,
-                 build_warnings: list[str] = ()) -> Path:
+                 build_warnings: list[str] = (), tuning: dict | None = None) -> Path:
+    """`tuning`: INT8-aware fine-tuning's record with `shipped` (whether the bundle's int8 model is the tuned one)."""
     out_root = req.out_dir
     check_replace(req)
     manifest.prepare_out(out_root)  # swept of a killed build's half-assembled bundle
@@ -103,6 +104,7 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             "precision": f"int8 with {len(mixed['layers'])} layer(s) in {mixed['raised_to']}"
             if mixed and mixed["layers"] else "int8",
             "mixed_precision": mixed,
+            "int8_aware": tuning,
             "artifacts": {"int8": tgt.meta["int8"], "fp32": tgt.meta["fp32"]},
             **io_blocks(req, tgt),
             "preprocessing": contract.preprocessing(v),
@@ -114,7 +116,8 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             "training": _training(req),
             "export": exp.meta,
             "calibration": {"source": req.selection.source, "digest": req.selection.calib_digest,
-                            "requested_images": len(req.selection.calib), **req.quant.to_dict(), **q.meta},
+                            "requested_images": len(req.selection.calib), **req.quant.to_dict(),
+                            **{k: v for k, v in q.meta.items() if k != "int8_aware"}},
             "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,
                            "runtime": req.target.runtime, **val.meta,
                            **({"caveat": req.selection.val_caveat} if req.selection.val_caveat else {})},

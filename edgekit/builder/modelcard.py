@@ -91,6 +91,13 @@ def render(m: dict) -> str:
     for w in m.get("warnings") or []:
         lines += ["", f"**Warning:** {w}"]
     lines += ["", f"Calibration: {m['calibration'].get('method')} on {m['calibration'].get('images_used')} images "
-              f"({m['calibration'].get('source')}). Latency depends on the device: measure it there with "
-              "`edgekit bench`.", ""]
+              f"({m['calibration'].get('source')})."]
+    tuned = m.get("int8_aware")
+    if tuned and tuned.get("shipped"):
+        b, a = tuned["held_out_before"], tuned["held_out_after"]
+        lines[-1] += (f" The int8 weights were then fine-tuned through the target's int8 arithmetic towards the FP32 "
+                      f"model (INT8-aware fine-tuning, {tuned['train_images']} images; on {tuned['held_out_images']} "
+                      f"held-out ones, logit SQNR {b['logit_sqnr_db']:.1f} -> {a['logit_sqnr_db']:.1f} dB). The FP32 "
+                      "reference is the original model.")
+    lines += ["Latency depends on the device: measure it there with `edgekit bench`.", ""]
     return "\n".join(lines)

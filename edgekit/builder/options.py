@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgekit.builder.request import Budget, BuildRequest, QuantOptions
+from edgekit.builder.request import Budget, BuildRequest, QuantOptions, TuneOptions
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class BuildOptions:
     labels_file: str | None = None  # class names of a plain state dict's head, one per line
     name: str | None = None  # the custom model's name (bundle prefix); None: the checkpoint's, or none for ImageNet
     force: bool = False  # replace a bundle of other weights or classes under the same name
+    int8_aware: bool = False  # INT8-aware fine-tuning after calibration (TuneOptions' defaults)
 
     @property
     def budget(self) -> Budget | None:
@@ -47,7 +48,7 @@ class BuildOptions:
             if getattr(self, key) is not None:
                 out += [flag, str(getattr(self, key))]
         for key, flag in (("random_weights", "--random-weights"), ("allow_float", "--allow-float"),
-                          ("no_cache", "--no-cache"), ("force", "--force")):
+                          ("no_cache", "--no-cache"), ("force", "--force"), ("int8_aware", "--int8-aware")):
             out += [flag] if getattr(self, key) else []
         return out
 
@@ -132,6 +133,7 @@ def requests(options: BuildOptions, variant_names: str, target_name: str, out_di
         for v in variants:
             yield BuildRequest(v, target, resolve_weights(v, options.weights_file, options.random_weights),
                                selection, quant, Path(out_dir), allow_float=options.allow_float, budget=budget,
-                               classes=classes, name=options.name, replace=options.force)
+                               classes=classes, name=options.name, replace=options.force,
+                               tune=TuneOptions() if options.int8_aware else None)
 
     return each(), classes

@@ -38,6 +38,24 @@ class QuantOptions:
 
 
 @dataclass(frozen=True)
+class TuneOptions:
+    """INT8-aware fine-tuning (training/int8_aware.py): plain values, part of the stage's cache key and the manifest."""
+
+    epochs: int = 8
+    batch_size: int = 16
+    lr: float = 3e-3  # weights are held in units of their own grid step: Adam moves each by about lr steps a step
+    bias_lr: float = 3e-4  # biases, in the layer's output units
+    range_lr: float = 1e-3  # activation grids, as a log factor on the calibrated scale (onnx route; 0: fixed)
+    augment: bool = False  # crop/flip/colour views with the teacher run on each (else the images and their mirrors)
+    held_out: float = 0.2  # of the calibration images, never trained on: judges the epochs
+    label_weight: float = 0.0  # cross-entropy against labels where the images carry them (0: distillation alone)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class Budget:
     """Accuracy the INT8 artifact must keep of FP32 on the validation images (`--max-drop`, `--min-agreement`);
     analysis/budget.py searches for a model that keeps it."""
@@ -93,6 +111,7 @@ class BuildRequest:
     classes: ClassIndex | None = None  # what the outputs mean; None: ImageNet-1k
     name: str | None = None  # a custom model's name, the bundle's prefix (`flowers-lite0-x86-int8`)
     replace: bool = False  # may replace a bundle of other weights or classes under the same name (--force)
+    tune: TuneOptions | None = None  # INT8-aware fine-tuning after calibration (--int8-aware); a budget may add it
 
     def __post_init__(self):
         if self.classes is None:

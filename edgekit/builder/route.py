@@ -38,6 +38,10 @@ class Route(Protocol):
                     max_macs_share: float = 1.0) -> Hit:
         """Each layer raised on its own, ranked by what it recovers (meta: `layers`, best first)."""
 
+    def tune(self, run: Run, req: BuildRequest, arts: Artifacts) -> tuple[Artifacts, dict]:
+        """INT8-aware fine-tuning of `arts`' int8 model (req.tune): the tuned artifacts (the FP32 twin unchanged), or
+        `arts` when tuning did not beat them on the held-out calibration images; and the record of what was done."""
+
     def raise_layers(self, run: Run, req: BuildRequest, arts: Artifacts, chosen: list[dict]) -> Artifacts:
         """`arts` with the `chosen` entries of a sensitivity ranking raised to `raised_to`."""
 

@@ -22,6 +22,9 @@ class Bars:
         self._end_step()
         if self.quiet:
             return lambda n, info=None: None
+        if total == 0:  # a note between steps (a training epoch's figures): said as it is, not timed
+            click.echo(f"  {label}", err=True)
+            return lambda n, info=None: None
         self.label, self.t0 = label, time.perf_counter()
         if total is None or not self.tty:
             plural = "" if total == 1 or unit == "img" else ("es" if unit.endswith(("ch", "sh", "s", "x")) else "s")

@@ -52,9 +52,15 @@ def build_summary(path: Path, m: dict) -> str:
         lines.append(f"  near ties: {ties['expected_disagreements']:.1f} disagreements expected at the INT8 noise"
                      + (f", {allowed} allowed" if allowed is not None else "")
                      + f"; {ties['images_within_2_sd']} of {ties['images']} images within 2 sd of a tie")
+    tuned = m.get("int8_aware")
+    if tuned:
+        b, a = tuned["held_out_before"], tuned["held_out_after"]
+        lines.append(f"  int8-aware fine-tuning ({tuned['seconds']:.0f} s): held-out calibration logit SQNR "
+                     f"{b['logit_sqnr_db']:.2f} -> {a['logit_sqnr_db']:.2f} dB; "
+                     + ("the bundle ships the tuned model" if tuned.get("shipped") else
+                        "the bundle keeps the post-training model"))
     if mixed and not mixed["layers"]:
-        lines.append(f"  budget: met in plain int8 with --method {m['calibration']['method']} "
-                     f"({len(mixed['search'])} models tried)")
+        lines.append(f"  budget: met by {mixed.get('met_by') or 'plain int8'} ({len(mixed['search'])} models tried)")
     elif mixed:
         lat = mixed["latency"]["threads_1"]
         lines.append(f"  budget: {len(mixed['layers'])} layer(s) in {mixed['raised_to']} "

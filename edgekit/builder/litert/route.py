@@ -67,6 +67,30 @@ def stage_quantize(run: Run, req: BuildRequest, conv: Hit, int16: tuple[str, ...
     return Hit(hit.path, hit.meta["calibration"], hit.cached), Hit(hit.path, hit.meta["artifacts"], hit.cached)
 
 
+def stage_tune(run: Run, req: BuildRequest, q: Hit, tgt: Hit) -> tuple[Hit, Hit]:
+    """INT8-aware fine-tuning of the int8 .tflite's integers towards the float .tflite (tune.py). Returns the two views
+    of the entry, as stage_quantize; it holds the tuned model only when it beat the post-training one on the held-out
+    calibration images."""
+    parts = {"quantize": q.path.name, "calib": req.selection.calib_digest, "tune": req.tune.to_dict()}
+
+    def produce(tmp: Path) -> dict:
+        from edgekit.builder.litert import graph, tune
+        from edgekit.builder.tune import fit
+
+        qg = graph.read(bytearray((q.path / "model.int8.tflite").read_bytes()))
+        fg = graph.read((q.path / "model.fp32.tflite").read_bytes())
+        student = tune.TFLiteStudent(qg)
+        record = fit(run, req, student, lambda x: tune.teacher_logits(fg, x))
+        if record["kept"]:
+            record["written"] = student.write_back()
+            (tmp / "model.int8.tflite").write_bytes(bytes(qg.buf))
+            shutil.copyfile(q.path / "model.fp32.tflite", tmp / "model.fp32.tflite")
+        return {"calibration": {**q.meta, "int8_aware": record}, "artifacts": tgt.meta}
+
+    hit = run.stage("int8-aware-tflite", parts, produce, log_as="int8-aware", req=req)
+    return Hit(hit.path, hit.meta["calibration"], hit.cached), Hit(hit.path, hit.meta["artifacts"], hit.cached)
+
+
 def stage_sensitivity(run: Run, req: BuildRequest, q: Hit, images: int, max_macs_share: float = 1.0) -> Hit:
     """Each activation tensor of the INT8 .tflite in int16 on its own (those whose a16w8 ops hold at most
     max_macs_share of the MACs), on the first `images` calibration images (sensitivity.py)."""
@@ -105,6 +129,11 @@ class LitertRoute:
     def sensitivity(self, run: Run, req: BuildRequest, arts: Artifacts, images: int,
                     max_macs_share: float = 1.0) -> Hit:
         return stage_sensitivity(run, req, arts.q, images, max_macs_share)
+
+    def tune(self, run: Run, req: BuildRequest, arts: Artifacts) -> tuple[Artifacts, dict]:
+        q, tgt = stage_tune(run, req, arts.q, arts.tgt)
+        record = q.meta["int8_aware"]
+        return (Artifacts(arts.exp, q, tgt) if record["kept"] else arts), record
 
     def raise_layers(self, run: Run, req: BuildRequest, arts: Artifacts, chosen: list[dict]) -> Artifacts:
         q, tgt = stage_quantize(run, req, arts.exp, tuple(e["tensor"] for e in chosen))

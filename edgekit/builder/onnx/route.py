@@ -77,6 +77,30 @@ def stage_mixed(run: Run, req: BuildRequest, exp: Hit, q: Hit, names: list[str])
     return run.stage("mixed", parts, produce, log_as=f"mixed:{len(names)}", req=req, per_target=False)
 
 
+def stage_tune(run: Run, req: BuildRequest, exp: Hit, q: Hit) -> Hit:
+    """INT8-aware fine-tuning of the QDQ model's integers towards the FP32 export (tune.py); the entry holds the
+    tuned model.int8.onnx only when it beat the post-training one on the held-out calibration images."""
+    parts = {"export": exp.path.name, "quantize": q.path.name, "calib": req.selection.calib_digest,
+             "tune": req.tune.to_dict()}
+
+    def produce(tmp: Path) -> dict:
+        import onnx
+
+        from edgekit.builder.onnx import tune
+        from edgekit.builder.tune import fit
+
+        qm = onnx.load(q.path / "model.int8.onnx")
+        fm = onnx.load(exp.path / "model.fp32.onnx")
+        student = tune.QDQStudent(qm, ranges=req.tune.range_lr > 0)
+        record = fit(run, req, student, tune.Teacher(fm))
+        if record["kept"]:
+            record["written"] = student.write_back()
+            onnx.save(qm, tmp / "model.int8.onnx")
+        return {**q.meta, "int8_aware": record}
+
+    return run.stage("int8-aware", parts, produce, req=req, per_target=False)
+
+
 def stage_sensitivity(run: Run, req: BuildRequest, exp: Hit, q: Hit, images: int) -> Hit:
     """Each int8 layer in float on its own, on the first `images` calibration images (sensitivity.py)."""
     parts = {"quantize": q.path.name, "images": images}
@@ -115,6 +139,13 @@ class OnnxRoute:
     def sensitivity(self, run: Run, req: BuildRequest, arts: Artifacts, images: int,
                     max_macs_share: float = 1.0) -> Hit:
         return stage_sensitivity(run, req, arts.exp, arts.q, images)
+
+    def tune(self, run: Run, req: BuildRequest, arts: Artifacts) -> tuple[Artifacts, dict]:
+        tq = stage_tune(run, req, arts.exp, arts.q)
+        record = tq.meta["int8_aware"]
+        if not record["kept"]:
+            return arts, record
+        return Artifacts(arts.exp, tq, stage_target(run, req, arts.exp, tq)), record
 
     def raise_layers(self, run: Run, req: BuildRequest, arts: Artifacts, chosen: list[dict]) -> Artifacts:
         mq = stage_mixed(run, req, arts.exp, arts.q, [e["layer"] for e in chosen])

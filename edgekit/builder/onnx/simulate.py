@@ -41,8 +41,18 @@ def _quantize(x, scale, zp, axis, dtype):
     return torch.round(x / s).add_(z).clamp_(lo, hi)  # integer values, kept in float for speed
 
 
+def _quantize_ste(x, scale, zp, axis, dtype):
+    """_quantize with straight-through rounding (INT8-aware fine-tuning) and no in-place steps (autograd)."""
+    from edgekit.training.int8_aware import ste_round
+
+    lo, hi = _QRANGE[dtype]
+    return (ste_round(x / _bcast(scale, axis, x.ndim)) + _bcast(zp, axis, x.ndim)).clamp(lo, hi)
+
+
 def _dequantize(q, scale, zp, axis):
-    return (q - _bcast(zp, axis, q.ndim)).mul_(_bcast(scale, axis, q.ndim))
+    d = q - _bcast(zp, axis, q.ndim)
+    s = _bcast(scale, axis, q.ndim)
+    return d * s if d.requires_grad else d.mul_(s)
 
 
 def conv_padded(x, a: dict):
@@ -75,8 +85,9 @@ def _pad(x, pads, value):
 class Graph:
     """A topologically sorted ONNX graph with its initializers as float tensors (and their integer dtypes)."""
 
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, ste: bool = False):
         self.model = model
+        self.ste = ste  # rounding passes gradients (INT8-aware fine-tuning)
         self.nodes = list(model.graph.node)
         self.consts: dict[str, torch.Tensor] = {}
         self.dtypes: dict[str, np.dtype] = {}
@@ -118,7 +129,7 @@ class Graph:
             if op == "QuantizeLinear":
                 dtype = self.dtypes.get(node.input[2], np.dtype(np.uint8)) if len(node.input) > 2 else np.dtype(np.uint8)
                 zp = ins[2] if len(ins) > 2 else torch.zeros(())
-                out = _quantize(ins[0], ins[1], zp, a.get("axis", 1), dtype)
+                out = (_quantize_ste if self.ste else _quantize)(ins[0], ins[1], zp, a.get("axis", 1), dtype)
             elif op == "DequantizeLinear":
                 zp = ins[2] if len(ins) > 2 else torch.zeros(())
                 out = _dequantize(ins[0], ins[1], zp, a.get("axis", 1)).float()
