@@ -20,11 +20,11 @@ def build(variant: str | None = None, target: str = "x86", *, weights: str | Pat
           val: str | Path | None = None, num_calib: int = 200, num_val: int = 1000, method: str | None = None,
           rounding: str = "gptq", max_drop: float | None = None, min_agreement: float | None = None,
           out: str | Path = "dist", cache_dir: str | Path | None = None, force: bool = False,
-          random_weights: bool = False, progress: Progress = no_progress) -> Built:
+          random_weights: bool = False, int8_aware: bool | None = None, progress: Progress = no_progress) -> Built:
     """Build one validated INT8 bundle; raises an EdgekitError (one line) for anything the user can fix.
 
     variant None: the variant a checkpoint of `edgekit train` was trained from, else lite0. `min_agreement` is a
-    percentage, as on the command line."""
+    percentage, as on the command line. `int8_aware`: INT8-aware fine-tuning (None: as the checkpoint asks)."""
     from edgekit import pipeline
     from edgekit.builder.cache import Cache
     from edgekit.builder.options import BuildOptions, check, requests, with_checkpoint
@@ -41,7 +41,7 @@ def build(variant: str | None = None, target: str = "x86", *, weights: str | Pat
     options = BuildOptions(calib=text(calib), num_calib=num_calib, num_val=num_val, method=method, rounding=rounding,
                            val_dir=text(val), weights_file=text(weights), random_weights=random_weights,
                            max_drop=max_drop, min_agreement=min_agreement, cache_dir=text(cache_dir),
-                           labels_file=text(labels), name=name, force=force)
+                           labels_file=text(labels), name=name, force=force, int8_aware=int8_aware)
     variant, options = with_checkpoint(options, variant)
     variants = resolve_variants(variant)
     if len(variants) != 1:

@@ -61,11 +61,13 @@ def photos(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def trained(photos, tmp_path_factory) -> Path:
-    """A fine-tuned lite0 (the last stage, one epoch after the head): the checkpoint the builds read."""
+    """A fine-tuned lite0 (the last stage, one epoch after the head) that asks its builds for INT8-aware fine-tuning:
+    the checkpoint the builds read."""
     out = tmp_path_factory.mktemp("ckpt") / "garden-lite0.pt"
     r = run_cli("train", "--data", str(photos[0]), "--val", str(photos[1]), "--mode", "finetune", "--stages", "1",
-                "--epochs", "1", "--name", "garden", "--out", str(out), check=True)
+                "--epochs", "1", "--name", "garden", "--int8-aware", "--out", str(out), check=True)
     assert "checkpoint: " in r.stderr and "finetune epoch 1/1" in r.stderr
+    assert "its builds fine-tune for int8" in r.stderr
     return out
 
 
@@ -176,6 +178,23 @@ def test_bundles_carry_the_classes_and_predict_and_classify_name_them(bundles, p
         assert row["predictions"][0]["name"] in CLASSES and row["predictions"][0]["wnid"] is None
         r = run_cli("predict", str(b), str(photo), check=True)
         assert any(c in r.stdout for c in CLASSES) and not re.search(r"\bn\d{8}\b", r.stdout)
+
+
+def test_a_checkpoint_of_train_int8_aware_builds_int8_aware_unless_told_not_to(trained, bundles, photos, tmp_path,
+                                                                            cache_dir):
+    """`edgekit train --int8-aware`: every build of the checkpoint fine-tunes for its target's own int8 (x86 and
+    arm64 here, on the training photos), the FP32 twin untouched; --no-int8-aware builds the post-training model."""
+    assert torch.load(trained, weights_only=True)["edgekit"]["build"] == {"int8_aware": True}
+    for target, b in bundles.items():
+        rec = json.loads((b / "manifest.json").read_text())["int8_aware"]
+        assert rec["train_images"] + rec["held_out_images"] == 20 and rec["shipped"] == rec["kept"], target
+    r = run_cli("build", "--weights", str(trained), "--target", "x86", "--calib", str(photos[0]), "--num-calib",
+                "20", "--val", str(photos[1]), "--out", str(tmp_path), "--cache-dir", str(cache_dir),
+                "--no-int8-aware", "--json", check=True)
+    m = json.loads(r.stdout)
+    assert m["int8_aware"] is None and "int8-aware" not in m["timings"]
+    fp32 = m["artifacts"]["fp32"]
+    assert (tmp_path / m["name"] / fp32).read_bytes() == (bundles["x86"] / fp32).read_bytes()
 
 
 def test_bench_images_takes_labels_from_class_folders(bundles, photos, tmp_path):

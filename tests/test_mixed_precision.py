@@ -153,6 +153,11 @@ def test_budget_that_cannot_hold_searches_then_fails_saying_which_layers(cache_d
     assert not (tmp_path / "lite0-onnx-int8").exists()
     report = json.loads((tmp_path / "lite0-onnx-int8.budget-not-met.json").read_text())
     assert [t["method"] for t in report["search"][:2]] == ["minmax", "percentile"]
+    # INT8-aware fine-tuning before any layer is raised (in the search when it beat its post-training model)
+    tuned = report["int8_aware"]
+    assert tuned["options"]["epochs"] > 0 and "held_out_before" in tuned
+    steps = [(t["int8_aware"], t["raised_layers"]) for t in report["search"]]
+    assert steps[:3] == ([(False, 0), (False, 0), (True, 0)] if tuned["kept"] else [(False, 0), (False, 0), (False, 1)])
     assert len(report["search"]) >= 3 and report["search"][-1]["raised_layers"] >= 1
     assert report["raised_to"] == "float"
     assert len(report["ranking"]["layers"]) == 50 and report["problems"]
@@ -183,7 +188,7 @@ def test_budget_met_by_the_default_is_recorded_with_its_near_ties(cache_dir, tmp
     ties = mixed["near_ties"]
     assert ties["models"] == 1 and ties["images"] == 40 and ties["allowed_disagreements"] == 20
     assert len(ties["flipped"]) == m["validation"]["disagreements"]
-    assert "near ties:" in r.stderr and "budget: met in plain int8" in r.stderr
+    assert "near ties:" in r.stderr and "budget: met by post-training quantization (minmax ranges)" in r.stderr
 
 
 @needs_shared

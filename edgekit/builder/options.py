@@ -27,7 +27,7 @@ class BuildOptions:
     labels_file: str | None = None  # class names of a plain state dict's head, one per line
     name: str | None = None  # the custom model's name (bundle prefix); None: the checkpoint's, or none for ImageNet
     force: bool = False  # replace a bundle of other weights or classes under the same name
-    int8_aware: bool = False  # INT8-aware fine-tuning after calibration (TuneOptions' defaults)
+    int8_aware: bool | None = None  # INT8-aware fine-tuning after calibration; None: as the checkpoint asks (else off)
 
     @property
     def budget(self) -> Budget | None:
@@ -48,8 +48,10 @@ class BuildOptions:
             if getattr(self, key) is not None:
                 out += [flag, str(getattr(self, key))]
         for key, flag in (("random_weights", "--random-weights"), ("allow_float", "--allow-float"),
-                          ("no_cache", "--no-cache"), ("force", "--force"), ("int8_aware", "--int8-aware")):
+                          ("no_cache", "--no-cache"), ("force", "--force")):
             out += [flag] if getattr(self, key) else []
+        if self.int8_aware is not None:
+            out += ["--int8-aware" if self.int8_aware else "--no-int8-aware"]
         return out
 
 
@@ -81,7 +83,9 @@ def with_checkpoint(options: BuildOptions, variant_spec: str | None) -> tuple[st
     name = options.name or info.name
     if name is None and options.labels_file:  # someone else's checkpoint with classes of its own
         name = model_name_from(Path(options.weights_file).stem)
-    return variant_spec, dataclasses.replace(options, name=check_model_name(name) if name else None)
+    int8_aware = info.int8_aware if options.int8_aware is None else options.int8_aware
+    return variant_spec, dataclasses.replace(options, name=check_model_name(name) if name else None,
+                                             int8_aware=int8_aware)
 
 
 def _quant(options: BuildOptions, target) -> QuantOptions:

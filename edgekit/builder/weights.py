@@ -136,6 +136,11 @@ class CheckpointInfo:
         return (self.meta or {}).get("class_names")
 
     @property
+    def int8_aware(self) -> bool:
+        """`edgekit train --int8-aware`: builds of this checkpoint fine-tune for int8 unless told otherwise."""
+        return bool(((self.meta or {}).get("build") or {}).get("int8_aware"))
+
+    @property
     def name(self) -> str | None:
         return (self.meta or {}).get("name")
 

@@ -87,10 +87,11 @@ def _options(variant_name, calib, num_calib, num_val, method, rounding, val_dir,
                    "on arm64), most sensitive first, until it holds, or fails saying what it tried.")
 @click.option("--min-agreement", default=None, type=float,
               help="Accuracy budget: least top-1 agreement with FP32, in percent (e.g. 99.3).")
-@click.option("--int8-aware", is_flag=True,
+@click.option("--int8-aware/--no-int8-aware", default=None,
               help="After calibration, fine-tune the int8 weights through the target's own int8 arithmetic towards "
-                   "the FP32 model, on the calibration images (a few minutes; the FP32 reference stays the original "
-                   "model). Kept only if it beats post-training quantization on held-out calibration images.")
+                   "the FP32 model, on the calibration images (minutes; the FP32 reference stays the original model). "
+                   "Kept only if it beats post-training quantization on held-out calibration images. [default: off, "
+                   "or on for a checkpoint of `edgekit train --int8-aware`]")
 @click.option("--allow-float", is_flag=True, help="arm64: ship ops the integer path cannot handle as float "
                                                    "(the manifest lists them) instead of failing.")
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),

@@ -38,10 +38,13 @@ from edgekit.errors import UsageError
 @click.option("--weights", "weights_file", default=None, type=click.Path(dir_okay=False),
               help="Start from this checkpoint's trunk (lite3/lite4: the timm release file) [default: the "
                    "variant's packaged ImageNet weights].")
+@click.option("--int8-aware", is_flag=True,
+              help="Ask every build of the checkpoint for INT8-aware fine-tuning (`edgekit build --int8-aware`): its "
+                   "int8 weights tuned through that target's own int8 arithmetic.")
 @click.option("--force", is_flag=True, help="Replace an existing checkpoint at --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the training record as JSON on stdout.")
 def train(data_dir, variant_name, val_dir, out_file, name, mode, epochs, stages, batch_size, val_fraction, patience,
-          seed, weights_file, force, as_json) -> None:
+          seed, weights_file, int8_aware, force, as_json) -> None:
     """Fine-tune a lite variant on your own photos; `edgekit build --weights CHECKPOINT` then builds it for any
     target, its class names included."""
     from edgekit.training import TrainOptions
@@ -57,7 +60,7 @@ def train(data_dir, variant_name, val_dir, out_file, name, mode, epochs, stages,
         raise UsageError(f"--stages {stages!r}: give a number of stages (1-7) or all")
     options = TrainOptions(mode=mode, epochs=epochs, batch_size=batch_size,
                            stages=None if stages == "all" else int(stages), val_fraction=val_fraction,
-                           patience=patience, seed=seed)
+                           patience=patience, seed=seed, int8_aware=int8_aware)
     try:
         result = run(data_dir, variant_name, val=val_dir, out=out_file, name=name, weights=weights_file,
                      options=options, force=force, progress=bars, say=say)
@@ -71,7 +74,7 @@ def train(data_dir, variant_name, val_dir, out_file, name, mode, epochs, stages,
         f"    {row['class']:{max(len(x['class']) for x in r['per_class'])}} {row['images']:4d} images "
         f"{100 * row['accuracy']:6.1f} %" for row in r["per_class"]]
     lines.append(f"next: edgekit build --weights {result.checkpoint} --target arm64 --calib {data_dir}   (or --target "
-                 "x86, onnx)")
+                 "x86, onnx)" + ("; its builds fine-tune for int8" if int8_aware else ""))
     click.echo("\n".join(lines), err=True)
     if as_json:
         click.echo(json.dumps(r, indent=2))

@@ -45,6 +45,7 @@ class TrainOptions:
     dropout: float = 0.2
     patience: int = 4  # epochs without a better validation accuracy before stopping (head: x5)
     seed: int = 0
+    int8_aware: bool = False  # the checkpoint asks its builds for INT8-aware fine-tuning (each target's own int8)
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -211,7 +212,8 @@ def train(data: str | Path, variant: str = "lite0", *, val: str | Path | None = 
 
     meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "name": name, "variant": v.name,
             "class_names": list(classes.names), "preprocessing": prep,
-            "normalization": {"mean": list(v.mean), "std": list(v.std)}, "training": record}
+            "normalization": {"mean": list(v.mean), "std": list(v.std)}, "training": record,
+            "build": {"int8_aware": options.int8_aware}}
     buf = io.BytesIO()  # in memory first: torch.save names its zip records after the file, and the bytes must repeat
     torch.save({"state_dict": state, "edgekit": meta}, buf)
     seconds = time.perf_counter() - t_start

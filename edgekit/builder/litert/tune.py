@@ -43,13 +43,16 @@ class TFLiteStudent(torch.nn.Module):
         self.g = qg
         self.w, self.b = torch.nn.ParameterList(), torch.nn.ParameterList()
         self.scales: dict[int, torch.Tensor] = {}
+        self.b0: list[torch.Tensor] = []
         self.layer_ops = [op for op in qg.ops if op.kind in LAYERS]
         for op in self.layer_ops:
             wt, bt = qg.tensors[op.inputs[1]], qg.tensors[op.inputs[2]]
             self.scales[op.index] = torch.from_numpy(
                 np.asarray(wt.scale, np.float32).reshape(_grid_shape(wt)).copy())
             self.w.append(torch.nn.Parameter(torch.from_numpy(wt.data.astype(np.float32))))
-            self.b.append(torch.nn.Parameter(torch.from_numpy(simulate._bias(bt).astype(np.float32))))
+            # what trains is the change: the bias itself stays exact (int32 values beyond float32's 2^24)
+            self.b0.append(torch.from_numpy(simulate._bias(bt).astype(np.float32)))
+            self.b.append(torch.nn.Parameter(torch.zeros(bt.data.size)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.g
@@ -61,7 +64,7 @@ class TFLiteStudent(torch.nn.Module):
             if op.kind in LAYERS:
                 w = ste_round(self.w[k]).clamp(*WEIGHT_Q) * self.scales[op.index]
                 acc = simulate._layer(op, env[op.inputs[0]], simulate._torch_weight(op, w), None)
-                b = self.b[k].reshape([1, -1] + [1] * (acc.ndim - 2))
+                b = (self.b0[k] + self.b[k]).reshape([1, -1] + [1] * (acc.ndim - 2))
                 y = _fake_quant_ste(simulate._activation(op, acc + b), out_t)
                 k += 1
             elif op.kind == "QUANTIZE":
@@ -81,7 +84,8 @@ class TFLiteStudent(torch.nn.Module):
             changed += int((q != wt.data).sum())
             weights += q.size
             wt.data[...] = q
-            saturated += store_saturated(bt, np.round(self.b[k].detach().double().numpy() / bt.scale).astype(np.int64))
+            steps = np.round(self.b[k].detach().double().numpy() / bt.scale).astype(np.int64)
+            saturated += store_saturated(bt, bt.data.astype(np.int64) + steps)
         return {"layers": len(self.layer_ops), "weights_changed": changed, "weights": weights,
                 "saturated_biases": saturated}
 

@@ -49,12 +49,13 @@ class QDQStudent(torch.nn.Module):
             if bdq is not None and bdq.op_type == "DequantizeLinear" and bdq.input[0] in self.inits:
                 bq = numpy_helper.to_array(self.inits[bdq.input[0]]).astype(np.float64)
                 bs = numpy_helper.to_array(self.inits[bdq.input[1]]).astype(np.float64)
-                entry.update(b=len(self.b), bias_init=bdq.input[0], bias_scale=bs)
-                self.b.append(torch.nn.Parameter(torch.from_numpy((bq * bs).astype(np.float32))))
+                entry.update(b=len(self.b), bias_init=bdq.input[0], bias_scale=bs, bias0=bq * bs)
             elif len(node.input) > 2 and node.input[2] in self.inits:  # a float bias
-                entry.update(b=len(self.b), bias_init=node.input[2])
-                self.b.append(torch.nn.Parameter(
-                    torch.from_numpy(numpy_helper.to_array(self.inits[node.input[2]]).astype(np.float32))))
+                entry.update(b=len(self.b), bias_init=node.input[2],
+                             bias0=numpy_helper.to_array(self.inits[node.input[2]]).astype(np.float64))
+            if entry["b"] is not None:  # what trains is the change: the bias itself stays exact (int32 > 2^24)
+                entry["bias0_t"] = torch.from_numpy(entry["bias0"].astype(np.float32))
+                self.b.append(torch.nn.Parameter(torch.zeros(len(entry["bias0"]))))
             self.layers[node.name] = entry
         # activation grids (ranges=True): each scale learned in log space (LSQ's gradient, through the rounding);
         # Q and DQ nodes naming one scale share it; the model input keeps its exact pixel grid
@@ -80,7 +81,7 @@ class QDQStudent(torch.nn.Module):
             return
         env[node.input[1]] = ste_round(self.w[e["w"]]).clamp(*WEIGHT_Q) * e["scale"]
         if e["b"] is not None:
-            env[node.input[2]] = self.b[e["b"]]
+            env[node.input[2]] = e["bias0_t"] + self.b[e["b"]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env = None
@@ -98,7 +99,8 @@ class QDQStudent(torch.nn.Module):
         for e in self.layers.values():
             if e["bias_scale"] is not None and self.scale_of:  # int32 biases live on input scale x weight scale
                 dq_in = producer.get(e["node"].input[0])
-                if dq_in is not None and dq_in.op_type == "DequantizeLinear" and dq_in.input[1] in self.scale_of:
+                if dq_in is not None and dq_in.op_type == "DequantizeLinear" and dq_in.input[1] in self.scale_of \
+                        and float(self.s[self.scale_of[dq_in.input[1]]].detach()) != 0.0:
                     s_in = float(numpy_helper.to_array(self.inits[dq_in.input[1]]))  # already written above
                     bs = (s_in * e["scale"].numpy().reshape(-1)).astype(np.float32)
                     bdq = producer[e["node"].input[2]]
@@ -116,7 +118,7 @@ class QDQStudent(torch.nn.Module):
             changed += int((q != old).sum())
             init.CopyFrom(numpy_helper.from_array(q, init.name))
             if e["b"] is not None:
-                b = self.b[e["b"]].detach().double().numpy()
+                b = e["bias0"] + self.b[e["b"]].detach().double().numpy()
                 binit = self.inits[e["bias_init"]]
                 if e["bias_scale"] is not None:
                     s = np.where(e["bias_scale"] > 0, e["bias_scale"], 1.0)
