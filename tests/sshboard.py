@@ -16,7 +16,7 @@ def start(d: Path) -> dict:
     keep their own bench history in d/board-history.jsonl."""
     exe = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(exe).exists():
-        pytest.skip("sshd is not installed here (.ci/run installs openssh-server)")
+        pytest.skip("sshd is not installed here: run `sudo bash scripts/test_system.sh` once (.ci/run does)")
     d.mkdir(parents=True, exist_ok=True)
     for key in ("host_key", "user_key", "stranger_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)

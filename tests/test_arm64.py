@@ -62,7 +62,8 @@ def _need(site: str, board: str = "pi4") -> None:
     root = BOARDS[board][0]
     if not (ROOT / "opt" / f".edgekit-{site}").is_file() or not (root / "proc" / "cpuinfo").is_file() \
             or not shutil.which("qemu-aarch64-static"):
-        pytest.skip(f"no emulated arm64 userspace with opt/{site} at {root}: run scripts/arm64_env.sh (.ci/run does)")
+        pytest.skip(f"no emulated arm64 userspace with opt/{site} at {root}: run `sudo bash scripts/test_system.sh` "
+                    "once (.ci/run does)")
 
 
 def _bundle_wheel(bundle: Path, dest: Path) -> Path:

@@ -160,14 +160,16 @@ def test_directory_store_refuses_planted_and_escaping_reports(measured, tmp_path
 
 def test_signing_a_published_bundle_keeps_its_reports(registry, measured, tmp_path):  # noqa: F811
     bundle = measured["bundle"]
-    run_cli("keygen", str(tmp_path / "key"), check=True)
+    kid = run_cli("keygen", str(tmp_path / "key"), check=True).stdout.split("key id ")[1].split(",")[0]
     for dest in (f"oci://{registry['host']}/edgekit/resigned", str(tmp_path / "shelf")):
         run_cli("publish", str(bundle), "--to", dest, "--bench", "history", "--history", str(measured["history"]),
                 check=True)
+        assert " unsigned " in run_cli("ls", dest, check=True).stdout  # ls says who signed, or that no one did
         r = run_cli("publish", str(bundle), "--to", dest, "--sign", str(tmp_path / "key"), check=True)
         assert "signed by key" in r.stdout or "signature written" in r.stdout, r.stdout
         rows = json.loads(run_cli("ls", dest, "--json", check=True).stdout)
         assert len(rows[0]["bench"]) == 2, (dest, rows[0]["bench"])
+        assert rows[0]["vnd.edgekit.signature.key-id"] == kid and f" {kid} " in run_cli("ls", dest, check=True).stdout
         src = f"{dest}:lite0-x86-int8" if dest.startswith("oci://") else f"{dest}/lite0-x86-int8"
         got = tmp_path / ("got-oci" if dest.startswith("oci://") else "got-dir")
         r = run_cli("pull", src, "--to", str(got), "--verify-key", str(tmp_path / "key.pub"), check=True)

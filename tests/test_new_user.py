@@ -185,3 +185,35 @@ def test_a_killed_build_leaves_nothing_the_next_one_does_not_sweep(tmp_path):
     left = [p for p in cache.rglob(".*") if p.name.startswith((".tmp-", ".nocache-"))]
     assert left == [] and not ours_in_tmp() and not list(out.glob(".tmp-*"))
     manifest.read(out / "lite0-x86-int8")
+
+
+def test_a_published_bundle_names_no_path_of_the_build_machine(cache_dir, tmp_path):
+    """A bundle travels: it says what its images were (a folder's name, counts, digests), never where they lay. Built
+    from a directory with a distinctive name (calibration, validation and output under it), no file of the bundle,
+    the wheel's bytes included, contains that name or the build machine's host name."""
+    import platform
+    import zipfile
+
+    home = tmp_path / "Zq7-home-of-a-build-user"
+    calib, val = _images(home / "calib-photos", 12), home / "val-photos"
+    val.mkdir()
+    rng = np.random.default_rng(1)  # other pictures than the calibration's
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(val / f"v{i}.png")
+    r = run_cli("build", "--calib", str(calib), "--val", str(val), "--num-calib", "12", "--out", str(home / "dist"),
+                "--cache-dir", str(cache_dir), "--json", check=True)
+    m = json.loads(r.stdout)
+    bundle = home / "dist" / m["name"]
+    assert m["calibration"]["source"] == "folder 'calib-photos'" and m["validation"]["source"] == "folder 'val-photos'"
+    host = platform.node()
+    for f in bundle.iterdir():
+        data = f.read_bytes()
+        blobs = [data]
+        if f.suffix == ".whl":  # compressed: every member's bytes
+            blobs += [zipfile.ZipFile(f).read(n) for n in zipfile.ZipFile(f).namelist()]
+        if f.suffix == ".npz":  # compressed: the string arrays (the images' ids)
+            blobs += ["\n".join(map(str, a.tolist())).encode() for a in np.load(f).values() if a.dtype.kind in "USO"]
+        for blob in blobs:
+            assert b"Zq7-home" not in blob and str(tmp_path).encode() not in blob, f.name
+            if len(host) >= 6:
+                assert host.encode() not in blob, (f.name, host)

@@ -44,6 +44,11 @@ def test_predict_gives_the_golden_top1_on_every_target(sample_builds, target):
     agree = np.mean(np.array(expected) == g["torch_logits"].argmax(1))
     assert agree == built["golden"]["build_time_vs_pytorch"]["int8"]["top1_agreement"]
     assert summary["classified"] == 32 and set(summary["latency_ms"]) == {"decode", "prepare", "inference"}
+    # 32 files named: the summary names the first and the last, not every one
+    assert summary["source"] == f"32 inputs ({paths[0]} ... {paths[-1]})"
+    # their names carry WordNet ids: top-1 against those labels, the golden set's own count
+    assert summary["labelled"] == 32
+    assert summary["top1"] == pytest.approx(np.mean(np.array(expected) == g["labels"]))
     assert [p[0].index for p in model.classify_batch(paths[:8], top=1)] == expected[:8]
     # the FP32 artifact gives the top-1 of PyTorch's FP32 logits that the golden set records
     fp32 = edgekit.load(bundle, precision="fp32")
@@ -226,6 +231,31 @@ def test_predict_on_a_directory(default_build):
     r = run_cli("predict", str(default_build[0]), str(SAMPLE), "--top", "2", check=True)
     blocks = r.stdout.strip().split("\n" + str(SAMPLE))
     assert len(blocks) == len(list(SAMPLE.iterdir())) and "500 images read, 500 classified" in r.stderr
+    assert re.search(r"top-1 \d+\.\d\d % on the 500 with a label", r.stderr), r.stderr
+
+
+def test_predict_reports_top1_on_class_folders_followed_through_links(default_build, tmp_path):
+    """Labelled folders (one per class, here symlinks to where the photos lie, as people arrange them): predict ends
+    with top-1, per class in --json; the search follows the links once (a loop is read once, not forever)."""
+    bundle = default_build[0]
+    names = json.loads((bundle / "manifest.json").read_text())["class_names"]
+    store, view = tmp_path / "store", tmp_path / "view"
+    rng = np.random.default_rng(0)
+    for c in (1, 2):  # folders named by the class index, one of the ways bench --images reads labels too
+        (store / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (96, 128, 3), np.uint8)).save(store / f"c{c}" / f"{i}.png")
+        view.mkdir(exist_ok=True)
+        (view / str(c)).symlink_to(store / f"c{c}", target_is_directory=True)
+    (store / "c1" / "loop").symlink_to(view, target_is_directory=True)  # a loop back up
+    r = run_cli("predict", str(bundle), str(view), "--json", "--top", "1", check=True)
+    results, summary = _json_lines(r.stdout)
+    assert len(results) == 6 and summary["labelled"] == 6
+    top1 = [x["predictions"][0]["index"] for x in results]
+    expected = np.mean([t == int(Path(x["input"]).relative_to(view).parts[0]) for t, x in zip(top1, results)])
+    assert summary["top1"] == pytest.approx(expected)
+    assert [(p["class"], p["images"]) for p in summary["per_class"]] == [(names[1], 3), (names[2], 3)]
+    assert "with a label" in r.stderr
 
 
 def test_the_model_card_pasted_into_a_fresh_venv_runs_bench_predict_and_the_api(device_venv):

@@ -16,7 +16,7 @@ from .conftest import free_port, run_cli, wait_for_port
 def registry(tmp_path_factory):
     exe = shutil.which("docker-registry")
     if not exe:
-        pytest.skip("docker-registry is not installed here (.ci/run installs it)")
+        pytest.skip("docker-registry is not installed here: run `sudo bash scripts/test_system.sh` once (.ci/run does)")
     d = tmp_path_factory.mktemp("registry")
     port = free_port()
     (d / "config.yml").write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
@@ -140,7 +140,7 @@ def test_registry_credentials_from_env_or_docker_config_never_printed(default_bu
 
     exe = shutil.which("docker-registry")
     if not exe:
-        pytest.skip("docker-registry is not installed here (.ci/run installs it)")
+        pytest.skip("docker-registry is not installed here: run `sudo bash scripts/test_system.sh` once (.ci/run does)")
     secret = "s3cret-Pa55"
     (tmp_path / "htpasswd").write_text(f"edge:{crypt.crypt(secret, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
     port = free_port()

@@ -115,7 +115,7 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             "weights": weights,
             "training": _training(req),
             "export": exp.meta,
-            "calibration": {"source": req.selection.source, "digest": req.selection.calib_digest,
+            "calibration": {"source": req.selection.published_source, "digest": req.selection.calib_digest,
                             "requested_images": len(req.selection.calib), **req.quant.to_dict(),
                             **{k: v for k, v in q.meta.items() if k != "int8_aware"}},
             "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,

@@ -28,18 +28,24 @@ RECIPES = Path(__file__).parent / "recipes"  # one TOML file per recipe
 
 @dataclass(frozen=True)
 class Selection:
-    source: str  # what the user named (recipe name or directory)
+    source: str  # what the user named (recipe name or directory): for messages on this machine
     calib: list[Sample]
     val: list[Sample]
-    val_source: str  # "held out from <source>" or the --val directory
+    val_source: str  # "held out from <source>" or the --val directory, as published (no path: see `published`)
     val_caveat: str | None = None  # why the validation figures may mislead (a recipe's pictures are no photographs)
     val_from_recipe: bool = False  # views the recipe makes (--num-val sets how many), not images held out
+
+    @property
+    def published_source(self) -> str:
+        """`source` as a bundle records it: a recipe's name, or a folder's name (not where it lay on this machine)."""
+        return published(self.source)
 
     def warnings(self) -> list[str]:
         """What a user must know before trusting the build's figures (printed at build time, kept in the manifest)."""
         out = []
         if not self.val:
-            out.append(f"no validation images: all {len(self.calib)} images of {self.source} went to calibration, so "
+            out.append(f"no validation images: all {len(self.calib)} images of {self.published_source} went to "
+                       "calibration, so "
                        "this bundle's accuracy is unmeasured and it carries no golden set; pass a smaller --num-calib "
                        "to hold images out, or --val DIR")
         elif len(self.val) < MIN_VAL_IMAGES:
@@ -105,6 +111,14 @@ def _split(samples: list[Sample], num_calib: int, num_val: int) -> tuple[list[Sa
     return order[:num_calib], order[num_calib:num_calib + num_val]
 
 
+def published(source: str) -> str:
+    """A calibration or validation source as a published bundle names it: a recipe's name as it is, a directory by its
+    own name (`folder 'imagenet-sample'`): build-machine paths and user names stay on the build machine."""
+    if source in recipes() and not Path(source).is_dir():
+        return source
+    return f"folder '{Path(source).name or source}'"
+
+
 def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None,
            classes: ClassIndex | None = None) -> Selection:
     """Resolve --calib / --num-calib / --val into disjoint calibration and validation samples."""
@@ -132,7 +146,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
             calib, val = _split(samples, num_calib, 0)[0], []
         else:
             calib, val = _split(samples, num_calib, num_val)
-        val_source = f"held out from {path}"
+        val_source = f"held out from {published(source)}"
         caveat, from_recipe = None, False
     else:
         raise CalibrationError(f"--calib {source!r} is neither a directory nor a recipe "
@@ -144,7 +158,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         val = directory_samples(vpath, classes)
         if len(val) > num_val:  # a seeded sample, not the first folders in name order
             val = sorted(_split(val, num_val, 0)[0], key=lambda s: s.id)
-        val_source = str(vpath)
+        val_source = published(str(vpath))
         caveat, from_recipe = None, False
         overlap = {s.digest for s in calib} & {s.digest for s in val}
         if overlap:

@@ -28,6 +28,7 @@ def predict(bundle, inputs, camera, top, as_json, every, max_frames, precision, 
     """Classify INPUTS with BUNDLE: image files, directories of images, video files or stream URLs (rtsp://,
     http://, ...), or --camera. Images print their top classes; video and camera show frames/s as they go and end
     with a summary of the capture, preprocessing and inference latencies."""
+    from edgekit.core.classes import ClassIndex
     from edgekit.device import frames, predict as run
     from edgekit.device.classifier import load
     from edgekit.device.imagesets import IMAGE_SUFFIXES
@@ -64,11 +65,12 @@ def predict(bundle, inputs, camera, top, as_json, every, max_frames, precision, 
     out = _Output(as_json)
     for kind, what in plan:
         if kind == "images":
-            paths = run.image_paths(what)
+            paths, labels = run.image_paths(what, ClassIndex.from_manifest(model.manifest))
+            named = str(what[0]) if len(what) == 1 else f"{len(what)} inputs ({what[0]} ... {what[-1]})"
             if not paths:
-                raise ImageError(f"no images ({_suffixes(IMAGE_SUFFIXES)}) under {', '.join(map(str, what))}")
-            summary = run.Summary("image", ", ".join(map(str, what)))
-            for result in run.images(model, paths, top, summary):
+                raise ImageError(f"no images ({_suffixes(IMAGE_SUFFIXES)}) under {named}")
+            summary = run.Summary("image", named, class_names=model.class_names)
+            for result in run.images(model, paths, top, summary, labels):
                 out.image(result)
             out.summary(summary)
             if summary.failed:

@@ -84,4 +84,5 @@ def keygen(key, force) -> None:
 
     private, public = signing.keygen(Path(key), force)
     click.echo(f"private key {private} (keep it secret: publish --sign {private})\n"
-               f"public key {public} (on the board: pull --verify-key {public})")
+               f"public key {public} (on the board: pull --verify-key {public}); key id "
+               f"{signing.public_key_id(public)}, the signer `edgekit ls` shows")

@@ -246,13 +246,14 @@ def _temp(v) -> str:
 
 
 def store_table(rows: list[dict]) -> str:
-    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7}  created"]
+    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7}  {'signed by':16}  created"]
     for r in rows:
         agree = r.get("vnd.edgekit.agreement")
         top1 = r.get("vnd.edgekit.top1")
+        signer = r.get("vnd.edgekit.signature.key-id") or "unsigned"  # the key's id: `edgekit keygen` printed it
         lines.append(f"{r['name'][:24]:24} {r.get('vnd.edgekit.variant', ''):7} {r.get('vnd.edgekit.target', ''):7} "
                      f"{'' if agree is None else f'{100 * float(agree):8.2f}%':>9} "
-                     f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7}  "
+                     f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7}  {signer[:16]:16}  "
                      f"{r.get('org.opencontainers.image.created', '')}")
         for b in r.get("bench") or []:
             lines.append(f"    measured on {b.get('device')} ({b.get('runtime')}, {b.get('threads')} thr): p50 INT8 "
@@ -286,6 +287,8 @@ def predict_summary(s: dict) -> str:
             f"classified in {s['seconds']:.2f} s{rate}")
     if s["failed"]:
         line += f", {s['failed']} unreadable"
+    if s.get("labelled"):
+        line += f"; top-1 {100 * s['top1']:.2f} % on the {s['labelled']} with a label (class folder or file name)"
     if s["latency_ms"]:
         line += "; p50/p90 ms: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p90']:.1f}" for k, v in s["latency_ms"].items())
     return line

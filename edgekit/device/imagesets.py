@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -37,12 +38,23 @@ class Sample:
 
 
 def list_images(root: Path) -> list[Path]:
-    """Every image below root (recursive), in a stable order."""
+    """Every image below root (recursive, through symlinked folders: a class folder is often a link to where the
+    photos lie), in a stable order. Paths keep the names they were found under (a link's name is its class); a folder
+    reached again (a link loop, two links to one place) is read once."""
     if not root.exists():
         raise DataError(f"image directory not found: {root}")
     if not root.is_dir():
         raise DataError(f"not a directory: {root}")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    found, seen = [], set()
+    for d, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(d)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        found += [Path(d) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES and (Path(d) / f).is_file()]
+    return sorted(found)
 
 
 def _label_resolver(root: Path, classes: ClassIndex | None) -> tuple[Callable[[Path], int | None], set[str], set[str]]:

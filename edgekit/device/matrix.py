@@ -158,10 +158,11 @@ def _child(args: list[str]) -> None:
 
 
 def _calibrated_otherwise(path: Path, calib: str | None) -> str | None:
-    """What the bundle at `path` was calibrated on, if that is not `calib` (None: the embedded default)."""
+    """What the bundle at `path` was calibrated on, if that is not `calib` (None: the embedded default). A bundle
+    names a folder by its name alone (`folder 'photos'`: no build-machine paths), so that is what is compared."""
     got = (read(path, verify=False).get("calibration") or {}).get("source") or "default"
     want = calib or "default"
-    same = (Path(got).resolve() == Path(want).resolve()) if Path(want).is_dir() else got == want
+    same = got in (want, f"folder '{Path(want).name}'") if Path(want).is_dir() else got == want
     return None if same else got
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from edgekit.device.classifier import Classifier, Prediction
 from edgekit.device.frames import FrameSource
-from edgekit.device.imagesets import IMAGE_SUFFIXES, list_images
+from edgekit.core.classes import ClassIndex
+from edgekit.device.imagesets import IMAGE_SUFFIXES, _label_resolver, list_images
 from edgekit.errors import EdgekitError, StreamError
 
 @dataclass
@@ -40,6 +41,8 @@ class Summary:
     seconds: float = 0.0
     times: dict[str, list[float]] = field(default_factory=dict)
     stopped: str | None = None  # why a live source ended early
+    hits: dict[int, list[int]] = field(default_factory=dict)  # label -> [labelled images, top-1 right]
+    class_names: list[str] = field(default_factory=list)
 
     def add(self, timing_ms: dict[str, float]) -> None:
         self.classified += 1
@@ -52,15 +55,37 @@ class Summary:
         return {"kind": self.kind, "source": self.source, "read": self.read, "classified": self.classified,
                 "failed": len(self.failed), "first_failed": self.failed[:3], "seconds": self.seconds,
                 "per_second": self.classified / self.seconds if self.seconds > 0 else None,
-                "latency_ms": lat, "stopped": self.stopped}
+                "latency_ms": lat, "stopped": self.stopped, **self._accuracy()}
+
+    def score(self, label: int | None, predicted: int) -> None:
+        if label is not None:
+            h = self.hits.setdefault(label, [0, 0])
+            h[0] += 1
+            h[1] += int(predicted == label)
+
+    def _accuracy(self) -> dict:
+        """Top-1 against the labels the folders gave (none: nothing)."""
+        n = sum(h[0] for h in self.hits.values())
+        if not n:
+            return {}
+        name = (lambda i: self.class_names[i] if i < len(self.class_names) else str(i))
+        return {"labelled": n, "top1": sum(h[1] for h in self.hits.values()) / n,
+                "per_class": [{"class": name(k), "images": h[0], "top1": h[1] / h[0]}
+                              for k, h in sorted(self.hits.items())]}
 
 
-def image_paths(inputs: Iterable[Path]) -> list[Path]:
-    """Image files in the given order; directories expand to their images, sorted."""
+def image_paths(inputs: Iterable[Path], classes: ClassIndex | None = None) -> tuple[list[Path], dict[Path, int]]:
+    """Image files in the given order (directories expand to their images, sorted), and the labels of those a
+    directory labels for `classes` (class folders, WordNet ids in names, a labels.csv: as bench --images reads them)."""
     out: list[Path] = []
+    labels: dict[Path, int] = {}
     for p in inputs:
-        out += list_images(p) if p.is_dir() else [p]
-    return out
+        found = list_images(p) if p.is_dir() else [p]
+        out += found
+        if classes is not None:  # a single file: only a WordNet id in its name labels it
+            label_of = _label_resolver(p if p.is_dir() else p.parent, classes)[0]
+            labels.update({f: lab for f in found if (lab := label_of(f)) is not None})
+    return out, labels
 
 
 def is_image(path: Path) -> bool:
@@ -71,8 +96,10 @@ def _ms(t0: float, t1: float) -> float:
     return (t1 - t0) * 1e3
 
 
-def images(model: Classifier, paths: list[Path], top: int, summary: Summary) -> Iterator[Result]:
-    """One Result per readable image; unreadable ones are counted in `summary.failed` and skipped."""
+def images(model: Classifier, paths: list[Path], top: int, summary: Summary,
+           labels: dict[Path, int] | None = None) -> Iterator[Result]:
+    """One Result per readable image; unreadable ones are counted in `summary.failed` and skipped; images with a
+    label count towards the summary's top-1."""
     start = time.perf_counter()
     for path in paths:
         summary.read += 1
@@ -90,6 +117,8 @@ def images(model: Classifier, paths: list[Path], top: int, summary: Summary) -> 
         timing = {"decode": _ms(t0, t1), "prepare": _ms(t1, t2), "inference": _ms(t2, t3)}
         summary.add(timing)
         summary.seconds = time.perf_counter() - start
+        if labels:
+            summary.score(labels.get(path), int(np.argmax(logits[0])))
         yield Result(str(path), model.predictions(logits[0], top), timing)
 
 

@@ -79,6 +79,11 @@ def _load(path: Path, private: bool):
     return key
 
 
+def public_key_id(public_key: Path) -> str:
+    """The id `edgekit ls` shows as a bundle's signer, of a KEY.pub."""
+    return key_id(_load(public_key, private=False))
+
+
 def sign(private_key: Path, manifest_sha256: str) -> dict:
     key = _load(private_key, private=True)
     sig = key.sign(message(manifest_sha256))

@@ -7,9 +7,10 @@ so the forward pass is the artifact's arithmetic exactly and the backward pass s
 move. The teacher is the FP32 model the user gave: its logits on the calibration images, computed once. No labels are
 needed; where the images carry labels they add a small cross-entropy term.
 
-Held out: a share of the calibration images never enters a gradient step. Their logit SQNR against FP32 is measured
-before the first step (the post-training model) and after every epoch; the best epoch is kept, and if none beats the
-post-training model the result says so and the caller keeps it.
+Held out: a share of the calibration images never enters a gradient step. Their logit SQNR and top-1 agreement
+against FP32 are measured before the first step (the post-training model) and after every epoch; the epoch with the
+best SQNR among those that agree on as many held-out images as the post-training model is kept, and if none beats
+the post-training model the result says so and the caller keeps it.
 """
 from __future__ import annotations
 
@@ -176,7 +177,8 @@ def tune(student: torch.nn.Module, x: torch.Tensor, teacher: Callable[[torch.Ten
         h = _held(student, xh, th, options.batch_size, epoch)
         h.loss, h.seconds = total / len(tr), time.perf_counter() - t0
         result.epochs.append(h)
-        better = h.logit_sqnr_db > best_sqnr + 1e-9
+        # better: more SQNR on the held-out images, and no held-out image lost to a flip on the way
+        better = h.logit_sqnr_db > best_sqnr + 1e-9 and h.top1_agreement >= before.top1_agreement
         if better:
             best_sqnr, result.best_epoch = h.logit_sqnr_db, epoch
             best_state = copy.deepcopy(student.state_dict())
