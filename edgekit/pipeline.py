@@ -43,8 +43,8 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
         tuned, tuning = route.tune(run, req, arts)
         if not tuning["kept"]:
             warnings.warn(f"INT8-aware fine-tuning did not improve on post-training quantization on the held-out "
-                          f"calibration images (logit SQNR {tuning['held_out_before']['logit_sqnr_db']:.2f} dB); "
-                          "the bundle keeps the post-training model")
+                          f"calibration images (logit SQNR {tuning['held_out_before']['logit_sqnr_db']:.2f} dB, "
+                          "agreement as good or better); the bundle keeps the post-training model")
         st = Chosen(tuned, stage_validate(run, req, tuned.tgt), req.quant, tuning=tuning, base=arts)
     else:
         st = Chosen(arts, stage_validate(run, req, arts.tgt), req.quant)
@@ -66,7 +66,7 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
         warnings.warn(w)
     gold = stage_golden(run, req, st.arts.tgt)
     run.log.stages["total_seconds_before_bundle"] = round(time.perf_counter() - t0, 3)
-    tuning = None if st.tuning is None else {**st.tuning, "shipped": bool(st.tuning["kept"] and st.base is not None)}
+    tuning = None if st.tuning is None else {**st.tuning, "shipped": st.tuned}
     path = write_bundle(dataclasses.replace(req, quant=st.quant), st.arts, st.val, gold, run.log, st.mixed, found,
                         tuning)
     return path, json.loads((path / manifest.MANIFEST).read_text())

@@ -148,10 +148,13 @@ def test_bundle_wheel_is_edgekit_deterministic_and_complete(default_build, tmp_p
     subprocess.run([sys.executable, "-c", f"from edgekit.builder.wheel import build_wheel; "
                     f"build_wheel({str(tmp_path)!r})"], check=True, cwd=tmp_path)
     assert (tmp_path / wheel_name()).read_bytes() == (bundle / wheel_name()).read_bytes()
-    tracked = subprocess.run(["git", "ls-files", "edgekit"], capture_output=True, text=True, cwd=REPO)
+    tracked = subprocess.run(["git", "ls-files", "edgekit", "targets", "calibration"], capture_output=True, text=True,
+                             cwd=REPO)
     if tracked.returncode != 0:
         pytest.skip("not a git checkout: no independent list of the package's files")
-    shipped = {f for f in tracked.stdout.split() if f.endswith((".py", ".toml"))}
+    # the package's code, and the data folders inside it as edgekit/targets, edgekit/calibration
+    shipped = {f if f.startswith("edgekit/") else f"edgekit/{f}" for f in tracked.stdout.split()
+               if f.endswith((".py", ".toml")) or f.startswith("calibration/")}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     with zipfile.ZipFile(bundle / wheel_name()) as z:
         names = set(z.namelist())

@@ -1,9 +1,12 @@
-"""Hostile inputs (the hostile-inputs issue, items 1, 4 and part of 5): an image of an
+"""Hostile inputs (the hostile-inputs issue, items 1, 2, 4 and part of 5): an image of an
 absurd shape cannot make preprocessing allocate gigabytes, an image over the pixel limit is refused before it is
-decoded, 16-bit PNGs are scaled (not clipped) and EXIF orientation is applied, identically everywhere."""
+decoded, 16-bit PNGs are scaled (not clipped) and EXIF orientation is applied, identically everywhere; a signature
+binds the name and build it vouches for, a board does not go back to an older signed build unasked, and keys are
+created exclusively and read with a size limit."""
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from PIL import Image
 from edgekit.device import preprocess
 from edgekit.device.imagesets import directory_samples, load_pixels
 from edgekit.errors import ImageError
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 PREP = {"resize": 256, "crop": 224, "interpolation": "bicubic"}
 
@@ -95,3 +98,250 @@ def test_a_schema_version_of_the_wrong_type_says_so(tmp_path):
     (tmp_path / "manifest.json").write_text('{"schema_version": "1", "files": {}}')
     with pytest.raises(ManifestError, match=r"schema version '1' is not supported \(this edgekit reads 1\)"):
         bundle.read(tmp_path)
+
+
+# --- signatures bind what was signed; keys are made and read safely (item 2, item 5) ---------------------------------
+
+def _signed_store(bundle, tmp_path, key):
+    store = tmp_path / "store"
+    run_cli("publish", str(bundle), "--to", str(store), "--sign", str(key), check=True)
+    return store / bundle.name
+
+
+def _newer_copy(bundle, where):
+    """The same bundle as a later build: its manifest says so (a new manifest digest, the same files)."""
+    import datetime
+    import json
+    import shutil
+
+    newer = where / bundle.name
+    shutil.copytree(bundle, newer)
+    m = json.loads((newer / "manifest.json").read_text())
+    m["created"] = (datetime.datetime.fromisoformat(m["created"]) + datetime.timedelta(days=1)).isoformat()
+    (newer / "manifest.json").write_text(json.dumps(m, indent=2))
+    return newer
+
+
+def test_a_signed_bundle_served_under_another_name_is_refused(default_build, tmp_path):
+    import shutil
+
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    src = _signed_store(default_build[0], tmp_path, tmp_path / "key")
+    # someone who can write to the store puts the signed lite0 (and its record) where lite1 is asked for
+    shutil.copytree(src, src.parent / "lite1-x86-int8")
+    shutil.copyfile(src.parent / "lite0-x86-int8.edgekit.json", src.parent / "lite1-x86-int8.edgekit.json")
+    r = run_cli("pull", str(src.parent / "lite1-x86-int8"), "--to", str(tmp_path / "got"), "--verify-key",
+                str(tmp_path / "key.pub"))
+    assert r.returncode == 2 and "signed as 'lite0-x86-int8', not as 'lite1-x86-int8'" in r.stderr, r.stderr
+    assert not (tmp_path / "got").exists()
+    # asked by its own name, it is the bundle it says it is
+    run_cli("pull", str(src), "--to", str(tmp_path / "got"), "--verify-key", str(tmp_path / "key.pub"), check=True)
+
+
+def test_an_older_signed_build_does_not_replace_a_newer_one_without_allow_downgrade(default_build, tmp_path):
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    old = _signed_store(default_build[0], tmp_path, tmp_path / "key")
+    new_store = tmp_path / "new-store"
+    run_cli("publish", str(_newer_copy(default_build[0], tmp_path / "built")), "--to", str(new_store), "--sign",
+            str(tmp_path / "key"), check=True)
+    board, key = tmp_path / "board", str(tmp_path / "key.pub")
+    run_cli("pull", str(new_store / old.name), "--to", str(board), "--verify-key", key, check=True)
+    newer = (board / old.name / "manifest.json").read_bytes()
+    r = run_cli("pull", str(old), "--to", str(board), "--force", "--verify-key", key)  # a store rolled back
+    assert r.returncode == 2 and "is older than the one verified into" in r.stderr and "--allow-downgrade" in r.stderr
+    assert (board / old.name / "manifest.json").read_bytes() == newer  # nothing replaced
+    run_cli("pull", str(old), "--to", str(board), "--force", "--verify-key", key, "--allow-downgrade", check=True)
+    assert (board / old.name / "manifest.json").read_bytes() == (old / "manifest.json").read_bytes()
+
+
+def test_a_signature_over_the_digest_alone_is_refused_clearly(default_build, tmp_path):
+    import base64
+    import json
+
+    from edgekit.core import bundle as manifest
+    from edgekit.publish import signing
+
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    src = _signed_store(default_build[0], tmp_path, tmp_path / "key")
+    record_path = src.parent / "lite0-x86-int8.edgekit.json"
+    record = json.loads(record_path.read_text())
+    key = signing._load(tmp_path / "key", private=True)  # what an edgekit before statements signed
+    digest = manifest.file_sha256(src / "manifest.json")
+    old = key.sign(f"edgekit bundle manifest sha256:{digest}".encode())
+    record["signature"] = {"algorithm": "ed25519", "key_id": record["signature"]["key_id"],
+                           "signature": base64.b64encode(old).decode()}
+    record_path.write_text(json.dumps(record))
+    r = run_cli("pull", str(src), "--to", str(tmp_path / "got"), "--verify-key", str(tmp_path / "key.pub"))
+    assert r.returncode == 2 and "does not say which bundle it vouches for" in r.stderr and "--sign" in r.stderr
+
+
+def test_keygen_creates_its_files_itself_and_keys_are_read_with_a_limit(tmp_path, monkeypatch):
+    import os
+    import time
+    import warnings
+
+    from edgekit.errors import PublishError
+    from edgekit.publish import signing
+
+    key = tmp_path / "key"
+    planted = tmp_path / f".tmp-key-{os.getpid()}"  # what an attacker left where keygen writes first
+    planted.write_text("someone else's file")
+    planted.chmod(0o666)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    (tmp_path / f".tmp-key.pub-{os.getpid()}").symlink_to(outside)
+    signing.keygen(key)
+    assert key.stat().st_mode & 0o777 == 0o600 and outside.read_text() == "keep me"
+    assert b"PRIVATE KEY" in key.read_bytes() and not planted.exists()
+    # /dev/zero as a key: refused at once, without reading it all
+    t = time.monotonic()
+    with pytest.raises(PublishError, match="not a key file"):
+        signing.public_key_id(Path("/dev/zero"))
+    big = tmp_path / "big.pub"
+    big.write_bytes(b"A" * (signing.MAX_KEY_BYTES + 10))
+    with pytest.raises(PublishError, match="is not a key"):
+        signing.public_key_id(big)
+    assert time.monotonic() - t < 5
+    # a signing key others can read is used, with a warning
+    key.chmod(0o644)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        signing.sign(key, {"type": signing.STATEMENT})
+    assert any("readable by others" in str(x.message) for x in w)
+
+
+def test_verify_key_dev_zero_is_one_line_before_anything_is_copied(default_build, tmp_path):
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    src = _signed_store(default_build[0], tmp_path, tmp_path / "key")
+    r = run_cli("pull", str(src), "--to", str(tmp_path / "got"), "--verify-key", "/dev/zero")
+    assert r.returncode == 2 and "not a key file" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "got").exists()
+
+
+# --- a bundle runs only what its checksums cover, and the bytes it checked (item 3) ---------------------------------
+
+def _copy(bundle, tmp_path, edit=None):
+    import json
+    import shutil
+
+    dst = tmp_path / "b" / bundle.name
+    shutil.copytree(bundle, dst)
+    if edit is not None:
+        m = json.loads((dst / "manifest.json").read_text())
+        m = edit(m)
+        (dst / "manifest.json").write_text(m if isinstance(m, str) else json.dumps(m))
+    return dst
+
+
+def _files(m, extra):
+    m["files"].update(extra)
+    return m
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda m: _files(m, {"../../outside/secret.txt": "0" * 64}), "not a file of the bundle's own directory"),
+    (lambda m: _files(m, {"/etc/passwd": "0" * 64}), "not a file of the bundle's own directory"),
+    (lambda m: {**m, "artifacts": {**m["artifacts"], "int8": "/etc/passwd"}}, "not among the bundle's checksummed"),
+    (lambda m: {**m, "artifacts": {**m["artifacts"], "int8": "labels.txt.bak"}}, "not among the bundle's checksummed"),
+    (lambda m: [m], "a JSON list, not an object"),
+    (lambda m: {**m, "files": list(m["files"])}, "'files' is not a map"),
+    (lambda m: {k: v for k, v in m.items() if k != "target"}, "'target' is missing"),
+    (lambda m: {**m, "class_names": m["class_names"][:3]}, "3 class names for 1000 outputs"),
+    (lambda m: {**m, "files": {**m["files"], "labels.txt": 7}}, "no sha256 digest"),
+    (lambda m: "[" * 100000 + "]" * 100000, "is not valid JSON"),
+])
+def test_a_malformed_or_escaping_manifest_is_one_line_exit_2(default_build, tmp_path, edit, expected):
+    import edgekit
+    from edgekit.errors import ManifestError
+
+    b = _copy(default_build[0], tmp_path, edit)
+    with pytest.raises(ManifestError, match=expected):
+        edgekit.load(b)
+    r = run_cli("predict", str(b), str(b / "example.png"))
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ") and expected in r.stderr, \
+        r.stderr
+    assert "Traceback" not in r.stderr and "bug in edgekit" not in r.stderr
+
+
+def test_a_symlinked_bundle_file_is_refused(default_build, tmp_path):
+    import edgekit
+    from edgekit.errors import ManifestError
+
+    b = _copy(default_build[0], tmp_path)
+    target = tmp_path / "elsewhere.txt"
+    target.write_bytes((b / "labels.txt").read_bytes())  # the same bytes: only the link is wrong
+    (b / "labels.txt").unlink()
+    (b / "labels.txt").symlink_to(target)
+    with pytest.raises(ManifestError, match="symbolic link"):
+        edgekit.load(b)
+
+
+def test_load_runs_the_bytes_it_verified_not_a_file_swapped_after(default_build, tmp_path, monkeypatch):
+    """The artifact is replaced right after the manifest's checks passed (the race a tester won 7 times in 421): the
+    bytes load hashes are the bytes the runtime gets, so the swap is caught, never run."""
+    import edgekit
+    from edgekit.core import bundle as manifest_mod
+    from edgekit.device import classifier
+    from edgekit.errors import ManifestError
+
+    b = _copy(default_build[0], tmp_path)
+    m = manifest_mod.read(b)
+    real_read = manifest_mod.read
+
+    def read_then_swap(path, verify=True):
+        out = real_read(path, verify)
+        (b / m["artifacts"]["int8"]).write_bytes((b / m["artifacts"]["fp32"]).read_bytes())  # another model
+        return out
+
+    monkeypatch.setattr(classifier.manifest, "read", read_then_swap)
+    with pytest.raises(ManifestError, match="does not match its sha256"):
+        edgekit.load(b)
+    monkeypatch.setattr(classifier.manifest, "read", real_read)
+    # an intact bundle loads from the verified bytes and classifies as before
+    good = edgekit.load(default_build[0])
+    assert good.classify(default_build[0] / "example.png", top=1)[0].index >= 0
+
+
+def test_the_model_card_checks_the_wheel_before_installing_it(default_build, tmp_path):
+    import hashlib
+    import re
+    import shutil
+
+    b = tmp_path / "copy"
+    shutil.copytree(default_build[0], b)
+    card = (b / "README.md").read_text()
+    line = next(x for x in card.splitlines() if "sha256sum -c" in x)
+    wheel = next(b.glob("edgekit-*.whl"))
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() in line and wheel.name in line
+    assert card.index("sha256sum -c") < card.index("pip install")  # checked first
+    cmd = line.split("  #")[0]
+    assert subprocess.run(["bash", "-c", cmd], cwd=b, capture_output=True).returncode == 0
+    wheel.write_bytes(wheel.read_bytes() + b"\0")  # a wheel swapped in the copy
+    assert subprocess.run(["bash", "-c", cmd], cwd=b, capture_output=True).returncode != 0
+    assert re.search(r"echo '[0-9a-f]{64}  edgekit-", line)
+
+
+def test_ls_does_not_show_figures_of_a_manifest_altered_in_the_store(default_build, tmp_path):
+    import json
+
+    store = tmp_path / "store"
+    run_cli("publish", str(default_build[0]), "--to", str(store), check=True)
+    rows = json.loads(run_cli("ls", str(store), "--json", check=True).stdout)
+    assert rows[0]["verified"] == "true"
+    mpath = store / default_build[0].name / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["validation"]["top1_agreement"] = 1.0  # a tampered manifest claims a perfect model
+    mpath.write_text(json.dumps(m))
+    out = run_cli("ls", str(store), check=True).stdout
+    assert "UNVERIFIED" in out and "100.00%" not in out and "pull refuses it" in out
+    assert json.loads(run_cli("ls", str(store), "--json", check=True).stdout)[0]["verified"] == "false"
+
+
+@pytest.mark.parametrize("record", ["[1, 2]", '{"name": "x"}', '{"manifest_sha256": 5}', "{" * 50000])
+def test_a_malformed_store_record_is_one_line(default_build, tmp_path, record):
+    store = tmp_path / "store"
+    run_cli("publish", str(default_build[0]), "--to", str(store), check=True)
+    (store / f"{default_build[0].name}.edgekit.json").write_text(record)
+    r = run_cli("pull", str(store / default_build[0].name), "--to", str(tmp_path / "got"))
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
+    assert "publish record" in r.stderr and "Traceback" not in r.stderr

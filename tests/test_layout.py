@@ -25,6 +25,43 @@ from .conftest import REPO, run_cli
 PKG = Path(edgekit.__file__).parent
 
 
+def test_the_data_folders_are_at_the_top_and_every_wheel_carries_them(tmp_path):
+    """targets/ and calibration/ sit beside edgekit/ (the project card's layout); a wheel built from the checkout
+    carries them as edgekit/targets and edgekit/calibration (no top-level `targets` package in site-packages), and a
+    fresh venv with only that wheel reads the target table and the recipes from there. The bundle's own wheel
+    carries them too. pyproject.toml's package list is every package of the tree."""
+    import tomllib
+    import zipfile
+
+    from edgekit.builder.wheel import package_files
+
+    assert sorted(p.name for p in (REPO / "targets").glob("*.toml")) == ["arm64.toml", "onnx.toml", "x86.toml"]
+    assert (REPO / "calibration" / "default.toml").is_file() and (REPO / "calibration" / "README.md").is_file()
+    assert not list(PKG.rglob("*.toml")), "data TOML files belong in targets/ or calibration/"
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = sorted(".".join(p.parent.relative_to(PKG.parent).parts) for p in PKG.rglob("__init__.py"))
+    assert sorted(set(listed) - {"edgekit.targets", "edgekit.calibration"}) == found
+    wanted = {"edgekit/targets/arm64.toml", "edgekit/targets/onnx.toml", "edgekit/targets/x86.toml",
+              "edgekit/calibration/default.toml"}
+    assert wanted <= {n for n, _ in package_files()}  # the bundle's wheel
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path / "wheels"), str(REPO)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    whl = next((tmp_path / "wheels").glob("edgekit-*.whl"))
+    names = set(zipfile.ZipFile(whl).namelist())
+    assert wanted <= names and not any(n.startswith(("targets/", "calibration/")) for n in names)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(whl)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = ("from edgekit.core.targets import targets; from edgekit.core.datafiles import data_dir, data_files; "
+            "print(sorted(targets()), [p.name for p in data_files('calibration')], data_dir('targets'))")
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("['arm64', 'onnx', 'x86'] ['default.toml'] ") and "site-packages/edgekit/targets" in r.stdout
+
+
 def test_device_side_imports_with_torch_and_onnx_unimportable():
     modules = sorted(f"edgekit.device.{p.stem}" for p in (PKG / "device").glob("*.py") if p.stem != "__init__")
     modules += sorted(f"edgekit.core.{p.stem}" for p in (PKG / "core").glob("*.py") if p.stem != "__init__")
@@ -48,8 +85,10 @@ def test_device_side_imports_with_torch_and_onnx_unimportable():
 
 
 def test_code_digest_follows_every_table_and_module_a_stage_can_reach(tmp_path):
-    tree = tmp_path / "edgekit"
+    tree = tmp_path / "edgekit"  # a checkout's layout: the package and the data folders beside it
     shutil.copytree(PKG, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    for kind in ("targets", "calibration"):
+        shutil.copytree(REPO / kind, tmp_path / kind)
     base = cache_mod.source_digest(tree)
     assert base == cache_mod.code_digest()  # the copy is the installed package
 
@@ -64,10 +103,11 @@ def test_code_digest_follows_every_table_and_module_a_stage_can_reach(tmp_path):
             p.write_text(text)
 
     assert edited("core/variants.py", '"bicubic", _HALF', '"bilinear", _HALF') != base  # a variant fact
-    assert edited("core/targets/arm64.toml", 'calibration_method = "percentile"', 'calibration_method = "minmax"') \
+    assert edited("../targets/arm64.toml", 'calibration_method = "percentile"', 'calibration_method = "minmax"') \
         != base  # a target file
-    assert edited("builder/recipes/default.toml", "seed = 0", "seed = 1") != base  # the calibration recipe
+    assert edited("../calibration/default.toml", "seed = 0", "seed = 1") != base  # the calibration recipe
     assert edited("device/preprocess.py", "int(round((nw - crop) / 2.0))", "(nw - crop) // 2") != base
+    assert edited("training/int8_aware.py", "def ste_round(", "def ste_round_(") != base  # a stage runs the loop
     assert edited("cli/render.py", "def build_summary", "def build_summary_") == base  # never inside a stage
 
 

@@ -191,3 +191,26 @@ def test_the_device_install_pulls_a_signed_bundle(registry, default_build, devic
                         str(tmp_path / "key.pub")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert manifest.read(tmp_path / "board" / "lite0-x86-int8")["name"] == "lite0-x86-int8"
+
+
+def test_a_signed_artifact_under_another_tag_is_refused(registry, default_build, tmp_path):
+    """Someone who can push to the registry points another tag at a signed bundle's OCI manifest: the signature
+    names the tag it was signed for, so a verified pull of the other tag is refused."""
+    import urllib.request
+
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    repo = f"oci://{registry['host']}/edgekit/retag"
+    run_cli("publish", str(default_build[0]), "--to", repo, "--sign", str(tmp_path / "key"), check=True)
+    accept = "application/vnd.oci.image.manifest.v1+json"
+    url = f"http://{registry['host']}/v2/edgekit/retag/manifests"
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/lite0-x86-int8", headers={"Accept": accept})) as r:
+        body = r.read()
+    put = urllib.request.Request(f"{url}/lite4-x86-int8", data=body, method="PUT", headers={"Content-Type": accept})
+    urllib.request.urlopen(put).close()
+    r = run_cli("pull", f"{repo}:lite4-x86-int8", "--to", str(tmp_path / "got"), "--verify-key",
+                str(tmp_path / "key.pub"))
+    assert r.returncode == 2 and "signed as 'edgekit/retag:lite0-x86-int8', not as 'edgekit/retag:lite4-x86-int8'" \
+        in r.stderr, r.stderr
+    assert not (tmp_path / "got").exists()
+    run_cli("pull", f"{repo}:lite0-x86-int8", "--to", str(tmp_path / "got"), "--verify-key",
+            str(tmp_path / "key.pub"), check=True)

@@ -17,7 +17,7 @@ from edgekit.builder.validate import stage_validate
 from edgekit.core import contract
 from edgekit.core.bundle import write_json
 from edgekit.device import preprocess, runtimes
-from edgekit.errors import BuildError
+from edgekit.errors import BuildError, UnsupportedOp
 
 # the search gives up after this many layers raised (in float, or int16 tensors): past it, int8 has lost its point
 MAX_RAISED_LAYERS = 8
@@ -39,8 +39,9 @@ class Chosen:
     base: Artifacts | None = None  # the post-training artifacts a tuned candidate came from
 
     @property
-    def post_training(self) -> Artifacts:
-        return self.base or self.arts
+    def tuned(self) -> bool:
+        """Whether this model is the INT8-aware fine-tuned one (a record alone says it was tried)."""
+        return bool(self.tuning and self.tuning.get("kept") and self.base is not None)
 
 
 def _brief(d: dict) -> dict:
@@ -52,7 +53,7 @@ def _score(d: dict) -> tuple:
 
 
 def _step(c: Chosen, raised: int = 0) -> dict:
-    return {"method": c.quant.method, "int8_aware": bool(c.tuning and c.tuning["kept"]), "raised_layers": raised,
+    return {"method": c.quant.method, "int8_aware": c.tuned, "raised_layers": raised,
             **_brief(c.val.meta)}
 
 
@@ -74,7 +75,14 @@ def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
         st.mixed = _budget_block(budget, None, [], tried, vals, _met_by(st))
         return st
     best = st  # the best model so far; best_plain: the best post-training one (what layers are raised on)
-    best_plain = st if st.tuning is None else None
+    tune_record = st.tuning
+    if st.tuning is None:
+        best_plain = st
+    else:  # --int8-aware: the model it was tuned from competes too (validated: cached when tuning was not kept)
+        best_plain = Chosen(st.base, stage_validate(run, req, st.base.tgt), st.quant)
+        if st.tuning["kept"]:
+            vals.append(best_plain.val)
+            tried.append(_step(best_plain))
     for method in RANGE_METHODS:
         if method == st.quant.method or method not in route.methods:
             continue
@@ -82,7 +90,7 @@ def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
         arts = route.artifacts(run, alt)
         val = stage_validate(run, alt, arts.tgt)
         vals.append(val)
-        cand = Chosen(arts, val, alt.quant)
+        cand = Chosen(arts, val, alt.quant, tuning=tune_record)  # tried, not shipped: the record says so
         tried.append(_step(cand))
         if not budget.problems(val.meta):
             cand.mixed = _budget_block(budget, None, [], tried, vals, _met_by(cand))
@@ -91,14 +99,12 @@ def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
             best = cand
         if best_plain is None or _score(val.meta) > _score(best_plain.val.meta):
             best_plain = cand
-    if best_plain is None:  # only the tuned model was asked for: its post-training model, validated
-        best_plain = Chosen(st.base, stage_validate(run, req, st.base.tgt), st.quant)
-        vals.append(best_plain.val)
-        tried.append(_step(best_plain))
-    tune_record = st.tuning
     if req.tune is None:  # with --int8-aware the first model was already tuned
         treq = dataclasses.replace(req, quant=best_plain.quant, tune=TuneOptions())
-        arts, tuning = route.tune(run, treq, best_plain.arts)
+        try:
+            arts, tuning = route.tune(run, treq, best_plain.arts)
+        except UnsupportedOp as e:  # a graph the route's simulation cannot train (--allow-float ops): next step
+            arts, tuning = best_plain.arts, {"kept": False, "skipped": str(e)}
         tune_record = tuning
         if tuning["kept"]:
             cand = Chosen(arts, stage_validate(run, treq, arts.tgt), best_plain.quant, tuning=tuning,
@@ -140,8 +146,7 @@ def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
 
 
 def _met_by(c: Chosen) -> str:
-    tuned = c.tuning is not None and c.tuning["kept"]
-    return (f"INT8-aware fine-tuning ({c.quant.method} ranges, {c.tuning['seconds']:.0f} s)" if tuned
+    return (f"INT8-aware fine-tuning ({c.quant.method} ranges, {c.tuning['seconds']:.0f} s)" if c.tuned
             else f"post-training quantization ({c.quant.method} ranges)")
 
 

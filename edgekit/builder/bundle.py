@@ -97,7 +97,8 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             "variant": {**v.to_dict(), "macs": arch.count_macs(v)},
             "target": {"name": req.target.name, "format": req.target.format, "runtime": req.target.runtime},
             # the bundle installs its own device side: edgekit's wheel with the runtime's extra
-            "device_install": {"wheel": wheel_file, "extra": req.target.device_extra,
+            "device_install": {"wheel": wheel_file, "sha256": manifest.file_sha256(tmp / wheel_file),
+                               "extra": req.target.device_extra,
                                "pip": f'pip install "./{wheel_file}[{req.target.device_extra}]"',
                                **({"note": req.target.device_note} if req.target.device_note else {})},
             "example_image": example,
@@ -116,6 +117,7 @@ def write_bundle(req: BuildRequest, arts: Artifacts, val: Hit, gold: Hit, log: S
             "training": _training(req),
             "export": exp.meta,
             "calibration": {"source": req.selection.published_source, "digest": req.selection.calib_digest,
+                            **({"recipe": req.selection.recipe} if req.selection.recipe else {}),
                             "requested_images": len(req.selection.calib), **req.quant.to_dict(),
                             **{k: v for k, v in q.meta.items() if k != "int8_aware"}},
             "validation": {"source": req.selection.val_source, "digest": req.selection.val_digest,

@@ -21,10 +21,11 @@ import edgekit
 from edgekit.core.bundle import file_sha256, sweep, temp_prefix
 
 ENTRY = "entry.json"
-# Packages whose code never runs inside a stage: the command line and the stores. Everything else in edgekit
-# (core tables and TOML files, the builder, both routes, analysis, device-side preprocessing, metrics and runtimes)
-# counts, so no stage can miss code it reaches.
-OUTSIDE_STAGES = ("cli", "publish", "cluster", "training", "api.py")
+# Packages whose code never runs inside a stage: the command line, the stores and the cluster driver. Everything
+# else in edgekit (core tables, the data folders, the builder, both routes, analysis, the training layer whose
+# INT8-aware loop a stage runs, device-side preprocessing, metrics and runtimes) counts, so no stage can miss code it
+# reaches.
+OUTSIDE_STAGES = ("cli", "publish", "cluster", "api.py")
 
 
 def default_dir() -> Path:
@@ -39,17 +40,26 @@ def key_of(parts: dict) -> str:
 
 
 def source_digest(root: Path, outside: tuple[str, ...] = OUTSIDE_STAGES) -> str:
-    """Hash of every .py and .toml file below `root` (the edgekit package) outside OUTSIDE_STAGES, paths included.
+    """Hash of every .py and .toml file below `root` (the edgekit package) outside OUTSIDE_STAGES, and of the data
+    folders the code reads (targets/, calibration/: core/datafiles.py, beside the package or inside it), paths
+    included: the same digest for a checkout and a wheel of the same code.
 
     Derived, never listed: a stage's key changes with any code or table it could reach (the variant table, the
     target and calibration files, the routes), at the price of rebuilding on edits that could not matter."""
-    h = hashlib.sha256()
+    from edgekit.core.datafiles import KINDS, data_dir
+
+    files = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if p.suffix not in (".py", ".toml") or not p.is_file() or rel.parts[0] in outside \
+        if p.suffix not in (".py", ".toml") or not p.is_file() or rel.parts[0] in outside + KINDS \
                 or "__pycache__" in rel.parts:
             continue
-        h.update(f"{rel.as_posix()}\0".encode())
+        files.append((rel.as_posix(), p))
+    for kind in KINDS:
+        files += [(f"{kind}/{p.name}", p) for p in sorted(data_dir(kind, root).glob("*.toml"))]
+    h = hashlib.sha256()
+    for rel, p in files:
+        h.update(f"{rel}\0".encode())
         h.update(p.read_bytes())
         h.update(b"\0")
     return h.hexdigest()[:16]

@@ -1,4 +1,4 @@
-"""Calibration sets: a directory of images, or a recipe from `recipes/*.toml` (the embedded default).
+"""Calibration sets: a directory of images, or a recipe from the repository's `calibration/*.toml` (the embedded default).
 
 `select(source, num_calib, num_val, val_dir)` returns disjoint calibration and validation samples and a digest of
 each, so stages can be cached on what the images are, not where they came from.
@@ -13,8 +13,10 @@ from pathlib import Path
 import tomllib
 from PIL import Image, ImageOps
 
+from edgekit.builder import recipe_files
 from edgekit.core.bundle import file_sha256
 from edgekit.core.classes import ClassIndex
+from edgekit.core.datafiles import data_files
 from edgekit.device.imagesets import Sample, digest, directory_samples
 from edgekit.device.preprocess import open_rgb
 from edgekit.errors import CalibrationError
@@ -22,7 +24,7 @@ from edgekit.errors import CalibrationError
 SEED = 0
 MIN_CALIB_IMAGES = 10  # the fewest a build calibrates on (Run.calib checks again after decoding)
 MIN_VAL_IMAGES = 32  # fewer, and one image moves the agreement by more than 3 points
-RECIPES = Path(__file__).parent / "recipes"  # one TOML file per recipe
+RECIPES = "calibration"  # the repository's calibration/ folder: one TOML file per recipe (core/datafiles.py)
 
 
 
@@ -34,11 +36,13 @@ class Selection:
     val_source: str  # "held out from <source>" or the --val directory, as published (no path: see `published`)
     val_caveat: str | None = None  # why the validation figures may mislead (a recipe's pictures are no photographs)
     val_from_recipe: bool = False  # views the recipe makes (--num-val sets how many), not images held out
+    public: str | None = None  # how a bundle names the calibration source (None: published(source))
+    recipe: dict | None = None  # a recipe file's name and digest, for the manifest and the model card
 
     @property
     def published_source(self) -> str:
         """`source` as a bundle records it: a recipe's name, or a folder's name (not where it lay on this machine)."""
-        return published(self.source)
+        return self.public or published(self.source)
 
     def warnings(self) -> list[str]:
         """What a user must know before trusting the build's figures (printed at build time, kept in the manifest)."""
@@ -67,7 +71,7 @@ class Selection:
 
 def recipes() -> dict[str, dict]:
     out = {}
-    for f in sorted(RECIPES.glob("*.toml")):
+    for f in data_files(RECIPES):
         r = tomllib.loads(f.read_text())
         out[r["name"]] = r
     return out
@@ -129,7 +133,15 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         raise CalibrationError(f"--num-val {num_val}: give the most validation images to use, 0 or more")
     known = recipes()
     path = Path(source)
-    if source in known and not path.is_dir():
+    public, recipe = None, None
+    if recipe_files.is_recipe_file(source):  # a recipe of the user's own images
+        r = recipe_files.load(path)
+        calib, val = recipe_files.calibration(r, num_calib, num_val, classes)
+        val = [] if val_dir else val
+        public, recipe = recipe_files.published(r), {"name": r["name"], "sha256": r["digest"]}
+        val_source = f"held out by {public}"
+        caveat, from_recipe = None, False
+    elif source in known and not path.is_dir():
         recipe = known[source]
         if recipe["source"] != "skimage":
             raise CalibrationError(f"recipe {source}: unknown source kind '{recipe['source']}'")
@@ -149,16 +161,20 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         val_source = f"held out from {published(source)}"
         caveat, from_recipe = None, False
     else:
-        raise CalibrationError(f"--calib {source!r} is neither a directory nor a recipe "
-                               f"(recipes: {', '.join(sorted(known))})")
+        raise CalibrationError(f"--calib {source!r} is neither a directory nor a recipe (recipes: "
+                               f"{', '.join(sorted(known))}; or a recipe file, FILE.toml)")
     if val_dir:
         vpath = Path(val_dir)
-        if not vpath.is_dir():
+        if recipe_files.is_recipe_file(val_dir):
+            vr = recipe_files.load(vpath)
+            val, val_source = recipe_files.validation(vr, num_val, classes), recipe_files.published(vr)
+        elif not vpath.is_dir():
             raise CalibrationError(f"--val directory not found: {vpath}")
-        val = directory_samples(vpath, classes)
-        if len(val) > num_val:  # a seeded sample, not the first folders in name order
-            val = sorted(_split(val, num_val, 0)[0], key=lambda s: s.id)
-        val_source = published(str(vpath))
+        else:
+            val = directory_samples(vpath, classes)
+            if len(val) > num_val:  # a seeded sample, not the first folders in name order
+                val = sorted(_split(val, num_val, 0)[0], key=lambda s: s.id)
+            val_source = published(str(vpath))
         caveat, from_recipe = None, False
         overlap = {s.digest for s in calib} & {s.digest for s in val}
         if overlap:
@@ -167,4 +183,4 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
     if len(calib) < MIN_CALIB_IMAGES:  # refused before anything is read or any warning about the rest
         raise CalibrationError(f"only {len(calib)} calibration image(s) in {source}; at least {MIN_CALIB_IMAGES} are "
                                "needed")
-    return Selection(source, calib, val, val_source, caveat, from_recipe)
+    return Selection(source, calib, val, val_source, caveat, from_recipe, public, recipe)

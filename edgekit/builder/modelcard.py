@@ -15,6 +15,8 @@ def device_section(m: dict) -> list[str]:
              f"{'pi@raspberrypi.local' if t['name'] == 'arm64' else 'user@device'}:`) or pull it "
              "there with `edgekit pull`. It carries edgekit's own wheel; the runtime "
              f"({t['runtime']}) comes from the package index. On the board, in this directory:", "", "```bash",
+             *([f"echo '{inst['sha256']}  {inst['wheel']}' | sha256sum -c -  # the wheel is the one built"]
+               if inst.get("sha256") else []),
              "python3 -m venv ~/edgekit-venv  # Debian and Raspberry Pi OS: sudo apt install python3-venv first",
              f"~/edgekit-venv/bin/{inst['pip']}",
              "~/edgekit-venv/bin/edgekit bench .  # latency, drift against the golden set, the INT8 verdict",
@@ -96,8 +98,9 @@ def render(m: dict) -> str:
     if tuned and tuned.get("shipped"):
         b, a = tuned["held_out_before"], tuned["held_out_after"]
         lines[-1] += (f" The int8 weights were then fine-tuned through the target's int8 arithmetic towards the FP32 "
-                      f"model (INT8-aware fine-tuning, {tuned['train_images']} images; on {tuned['held_out_images']} "
-                      f"held-out ones, logit SQNR {b['logit_sqnr_db']:.1f} -> {a['logit_sqnr_db']:.1f} dB). The FP32 "
-                      "reference is the original model.")
+                      f"model (INT8-aware fine-tuning on {tuned['train_images']} images; on the "
+                      f"{tuned['held_out_images']} calibration images held out to choose its epoch, logit SQNR "
+                      f"{b['logit_sqnr_db']:.1f} -> {a['logit_sqnr_db']:.1f} dB; the figures above are on images it never "
+                      "saw). The FP32 reference is the original model.")
     lines += ["Latency depends on the device: measure it there with `edgekit bench`.", ""]
     return "\n".join(lines)

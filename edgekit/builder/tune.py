@@ -21,7 +21,7 @@ def fit(run: Run, req: BuildRequest, student, teacher: Callable) -> dict:
 
     opts = req.tune or TuneOptions()
     loaded = run.calib()
-    x = torch.from_numpy(np.ascontiguousarray(loaded.pixels)).permute(0, 3, 1, 2).float()
+    x = torch.from_numpy(np.ascontiguousarray(loaded.pixels)).permute(0, 3, 1, 2)  # uint8: float per batch
     labels = loaded.labels if (loaded.labels >= 0).any() else None
     tuned = int8_aware.tune(student, x, teacher, labels, opts, run.progress, lambda line: run.progress(line, 0))
     return tuned.record(opts)

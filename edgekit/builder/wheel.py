@@ -31,10 +31,18 @@ def _record_hash(data: bytes) -> str:
 
 
 def package_files() -> list[tuple[str, bytes]]:
+    """The package's own files, and the data folders (targets/, calibration/) as edgekit/<folder>/, where an
+    installed wheel reads them (core/datafiles.py)."""
+    from edgekit.core.datafiles import KINDS, data_dir
+
     root = Path(edgekit.__file__).parent
-    return [(f"edgekit/{p.relative_to(root).as_posix()}", p.read_bytes())
-            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in PACKAGE_FILES
-            and "__pycache__" not in p.parts]
+    out = [(f"edgekit/{p.relative_to(root).as_posix()}", p.read_bytes())
+           for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in PACKAGE_FILES
+           and "__pycache__" not in p.parts and p.relative_to(root).parts[0] not in KINDS]
+    for kind in KINDS:
+        out += [(f"edgekit/{kind}/{p.name}", p.read_bytes()) for p in sorted(data_dir(kind).iterdir())
+                if p.is_file() and p.suffix in (".toml", ".md")]
+    return sorted(out)
 
 
 def _pyproject() -> dict | None:

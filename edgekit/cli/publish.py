@@ -49,13 +49,16 @@ def publish(bundle, dest, force, insecure, sign_key, bench_sources, history) -> 
 @click.option("--force", is_flag=True, help="Replace a different bundle of the same name in TO.")
 @_INSECURE
 @click.option("--verify-key", type=click.Path(dir_okay=False), default=None,
-              help="Accept only a bundle signed by this public key (KEY.pub from edgekit keygen).")
-def pull(ref, to_dir, force, insecure, verify_key) -> None:
+              help="Accept only a bundle signed by this public key (KEY.pub from edgekit keygen), for the name asked "
+                   "for, and no older than the last one verified into --to under that name.")
+@click.option("--allow-downgrade", is_flag=True,
+              help="With --verify-key: accept a signed build older than the one verified into --to before.")
+def pull(ref, to_dir, force, insecure, verify_key, allow_downgrade) -> None:
     """Fetch a published bundle (a directory or oci://HOST/REPO:TAG), verify every file, place it atomically."""
     from edgekit import publish as store
     from edgekit.publish import reports
 
-    path = store.pull(ref, Path(to_dir), force, insecure, Path(verify_key) if verify_key else None)
+    path = store.pull(ref, Path(to_dir), force, insecure, Path(verify_key) if verify_key else None, allow_downgrade)
     runs = reports.dir_of(path)
     count = len(list(runs.glob("*.json"))) if runs.is_dir() else 0
     click.echo(f"pulled {ref} to {path} (every file verified{', signature checked' if verify_key else ''})"

@@ -53,7 +53,9 @@ def build_summary(path: Path, m: dict) -> str:
                      + (f", {allowed} allowed" if allowed is not None else "")
                      + f"; {ties['images_within_2_sd']} of {ties['images']} images within 2 sd of a tie")
     tuned = m.get("int8_aware")
-    if tuned:
+    if tuned and tuned.get("skipped"):
+        lines.append(f"  int8-aware fine-tuning skipped: {tuned['skipped']}")
+    elif tuned:
         b, a = tuned["held_out_before"], tuned["held_out_after"]
         lines.append(f"  int8-aware fine-tuning ({tuned['seconds']:.0f} s): held-out calibration logit SQNR "
                      f"{b['logit_sqnr_db']:.2f} -> {a['logit_sqnr_db']:.2f} dB; "
@@ -246,15 +248,22 @@ def _temp(v) -> str:
 
 
 def store_table(rows: list[dict]) -> str:
-    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7}  {'signed by':16}  created"]
+    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7}  {'signer key':16}  created"]
     for r in rows:
         agree = r.get("vnd.edgekit.agreement")
         top1 = r.get("vnd.edgekit.top1")
-        signer = r.get("vnd.edgekit.signature.key-id") or "unsigned"  # the key's id: `edgekit keygen` printed it
+        # the key id the store names (`edgekit keygen` printed it); pull --verify-key is what checks it
+        signer = str(r.get("vnd.edgekit.signature.key-id") or "unsigned")
+        if r.get("verified") == "false":  # its manifest is not the one published: figures shown as unknown
+            agree = top1 = None
+            signer = "UNVERIFIED"
         lines.append(f"{r['name'][:24]:24} {r.get('vnd.edgekit.variant', ''):7} {r.get('vnd.edgekit.target', ''):7} "
                      f"{'' if agree is None else f'{100 * float(agree):8.2f}%':>9} "
                      f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7}  {signer[:16]:16}  "
                      f"{r.get('org.opencontainers.image.created', '')}")
+        if r.get("verified") == "false":
+            lines.append(f"    {r.get('problem') or 'its manifest is not the one published (altered in the store)'}: "
+                         "figures not shown; pull refuses it")
         for b in r.get("bench") or []:
             lines.append(f"    measured on {b.get('device')} ({b.get('runtime')}, {b.get('threads')} thr): p50 INT8 "
                          f"{_ms(b.get('int8_p50_ms'))}, FP32 {_ms(b.get('fp32_p50_ms'))}, speed-up "

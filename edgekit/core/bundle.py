@@ -68,26 +68,105 @@ def write(bundle: Path, manifest: dict) -> None:
     (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is tens of kB; more is not one
+
+
+def _plain_file_name(name: object) -> bool:
+    """A file directly in the bundle: not absolute, no directory part, not . or .., no NUL."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name \
+        and "\0" not in name and name != MANIFEST
+
+
+def check_schema(m: object, path: Path) -> dict:
+    """The manifest's shape, checked before anything reads it (a tampered or foreign file is one ManifestError line,
+    never a traceback): a JSON object, `files` mapping plain file names in the bundle to sha256 digests, the
+    artifacts among them, the fields the device side reads of the right types."""
+    def bad(what: str):
+        raise ManifestError(f"{path}: {what}; the bundle is damaged or not edgekit's: rebuild it or pull it again")
+
+    if not isinstance(m, dict):
+        bad(f"a JSON {type(m).__name__}, not an object")
+    if m.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(f"{path}: schema version {m.get('schema_version')!r} is not supported "
+                            f"(this edgekit reads {SCHEMA_VERSION})")
+    files = m.get("files")
+    if not isinstance(files, dict) or not files:
+        bad("'files' is not a map of file names to sha256 digests")
+    for name, digest in files.items():
+        if not _plain_file_name(name):
+            bad(f"'files' names {name!r}, not a file of the bundle's own directory")
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            bad(f"'files' gives {name} no sha256 digest")
+    for key, kind in (("name", str), ("artifacts", dict), ("target", dict), ("preprocessing", dict),
+                      ("input", dict), ("output", dict), ("class_names", list)):
+        if not isinstance(m.get(key), kind):  # what the device side reads: all present, of their kind
+            bad(f"'{key}' is missing or not a {kind.__name__}")
+    for precision in ("int8", "fp32"):
+        name = m["artifacts"].get(precision)
+        if not isinstance(name, str) or name not in files:
+            bad(f"the {precision} artifact {name!r} is not among the bundle's checksummed files")
+    if not isinstance(m["target"].get("runtime"), str):
+        bad("'target' names no runtime")
+    names = m["class_names"]
+    for key in ("class_names", "class_wnids"):
+        value = m.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+            bad(f"'{key}' is not a list of names")
+    if not all(isinstance(m["preprocessing"].get(k), int) for k in ("resize", "crop")):
+        bad("'preprocessing' gives no resize and crop sizes")
+    shape = (m.get("output") or {}).get("shape")
+    if names is not None and isinstance(shape, list) and shape and shape[-1] != len(names):
+        bad(f"{len(names)} class names for {shape[-1]} outputs")
+    return m
+
+
 def read(bundle: Path, verify: bool = True) -> dict:
     path = Path(bundle) / MANIFEST
     if not path.is_file():
         raise ManifestError(f"{bundle} is not an edgekit bundle (no {MANIFEST})")
     try:
-        m = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{path} is not valid JSON ({e})") from None
-    if m.get("schema_version") != SCHEMA_VERSION:
-        raise ManifestError(f"{path}: schema version {m.get('schema_version')!r} is not supported "
-                            f"(this edgekit reads {SCHEMA_VERSION})")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{path} is not a manifest (over {MAX_MANIFEST_BYTES >> 20} MB)")
+        m = json.loads(raw)
+    except (ValueError, RecursionError) as e:  # invalid JSON, bad UTF-8, absurd nesting
+        raise ManifestError(f"{path} is not valid JSON ({str(e)[:80] or type(e).__name__})") from None
+    check_schema(m, path)
     if verify:
         for name, digest in m["files"].items():
             f = Path(bundle) / name
+            if f.is_symlink():
+                raise ManifestError(f"bundle file {name} is a symbolic link: a bundle holds its own files; copy or "
+                                    "pull it again")
             if not f.is_file():
                 raise ManifestError(f"bundle file missing: {name}; copy or pull the whole bundle again")
             if file_sha256(f) != digest:
                 raise ManifestError(f"bundle file {name} does not match its sha256 in the manifest: the bundle was "
                                     "changed or damaged; copy or pull it again")
     return m
+
+
+def read_verified(bundle: Path, m: dict, names: list[str]) -> dict[str, bytes]:
+    """The bytes of bundle files `names`, each read once and checked against the manifest: what a runtime then loads
+    is what was verified (a file swapped after a check cannot be run)."""
+    out = {}
+    for name in names:
+        if name not in m["files"]:
+            raise ManifestError(f"{name} is not among the bundle's checksummed files; rebuild or pull it again")
+        try:
+            fd = os.open(Path(bundle) / name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ManifestError(f"cannot read bundle file {name}: {e.strerror}; copy or pull the bundle again") \
+                from None
+        if hashlib.sha256(data).hexdigest() != m["files"][name]:
+            raise ManifestError(f"bundle file {name} does not match its sha256 in the manifest: the bundle was "
+                                "changed or damaged; copy or pull it again")
+        out[name] = data
+    return out
 
 
 def _host() -> str:

@@ -57,8 +57,11 @@ class Classifier:
         self.class_names: list[str] = self.manifest["class_names"]
         self.class_wnids: list[str] = self.manifest.get("class_wnids") or []
         self.artifact = self.path / self.manifest["artifacts"][precision]
+        runtimes.check_format(self.runtime, self.artifact)
+        # the runtime loads the bytes that were just hashed: a file swapped after the check is never run
+        content = manifest.read_verified(self.path, self.manifest, runtimes.artifact_files(self.artifact))
         self._run = runtimes.open_runner(self.runtime, self.artifact, threads=threads,
-                                         fp32_reference=precision == "fp32")
+                                         fp32_reference=precision == "fp32", content=content)
 
     def __repr__(self) -> str:
         return f"Classifier({self.manifest['name']!r}, {self.precision}, {self.runtime})"

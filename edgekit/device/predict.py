@@ -5,6 +5,7 @@ prepare, inference. A source that stops raises StreamError carrying the summary 
 """
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,12 +80,19 @@ def image_paths(inputs: Iterable[Path], classes: ClassIndex | None = None) -> tu
     directory labels for `classes` (class folders, WordNet ids in names, a labels.csv: as bench --images reads them)."""
     out: list[Path] = []
     labels: dict[Path, int] = {}
+    resolvers: dict[Path, object] = {}
     for p in inputs:
         found = list_images(p) if p.is_dir() else [p]
         out += found
-        if classes is not None:  # a single file: only a WordNet id in its name labels it
-            label_of = _label_resolver(p if p.is_dir() else p.parent, classes)[0]
-            labels.update({f: lab for f in found if (lab := label_of(f)) is not None})
+        if classes is None:
+            continue
+        root = p if p.is_dir() else p.parent  # a single file: only a WordNet id in its name labels it
+        if root not in resolvers:
+            try:
+                resolvers[root] = _label_resolver(root, classes)[0]
+            except (OSError, UnicodeDecodeError, csv.Error):  # an unreadable labels.csv: no labels, no crash
+                resolvers[root] = lambda f: None
+        labels.update({f: lab for f in found if (lab := resolvers[root](f)) is not None})
     return out, labels
 
 

@@ -17,7 +17,7 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 
 
-def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
+def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None) -> Runner:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -27,12 +27,12 @@ def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool) -> Runne
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(content[path.name] if content else str(path), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})[0]
 
 
-def _openvino(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
+def _openvino(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None) -> Runner:
     try:
         import openvino as ov
     except ImportError:
@@ -44,7 +44,12 @@ def _openvino(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
         config["INFERENCE_PRECISION_HINT"] = "f32"
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    core = ov.Core()
+    if content:  # the bytes the caller verified: IR .xml with its .bin weights, or an .onnx
+        model = core.read_model(content[path.name], content.get(path.with_suffix(".bin").name, b""))
+        compiled = core.compile_model(model, "CPU", config)
+    else:
+        compiled = core.compile_model(str(path), "CPU", config)
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})[0].copy()
 
@@ -67,9 +72,9 @@ def tflite_interpreter_class():
 
 
 
-def _litert(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
+def _litert(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None) -> Runner:
     Interpreter, package = tflite_interpreter_class()
-    data = Path(path).read_bytes()
+    data = content[path.name] if content else Path(path).read_bytes()
     # The interpreters verify the flatbuffer, but a file cut short before its header can still take the process
     # down: refuse anything that is not a TFLite flatbuffer before handing it over.
     if len(data) < 8 or data[4:8] != b"TFL3":
@@ -96,7 +101,7 @@ def _litert(path: Path, threads: int | None, fp32_reference: bool) -> Runner:
     return run
 
 
-RUNTIMES: dict[str, Callable[[Path, int | None, bool], Runner]] = {
+RUNTIMES: dict[str, Callable[..., Runner]] = {
     "onnxruntime": _onnxruntime,
     "openvino": _openvino,
     "litert": _litert,
@@ -122,16 +127,27 @@ def runtime_version(runtime: str) -> tuple[str, str | None]:
 FORMATS = {"onnxruntime": (".onnx",), "openvino": (".xml", ".onnx"), "litert": (".tflite",)}  # what each one reads
 
 
-def open_runner(runtime: str, path: Path, threads: int | None = None, fp32_reference: bool = False) -> Runner:
+def open_runner(runtime: str, path: Path, threads: int | None = None, fp32_reference: bool = False,
+                content: dict[str, bytes] | None = None) -> Runner:
+    """`content`: the artifact's files already read (and verified) by the caller, by file name; the runtime loads
+    those bytes, not the files again."""
     if runtime not in RUNTIMES:
         raise RuntimeMissing(f"unknown runtime '{runtime}': known are {', '.join(RUNTIMES)}")
     path = Path(path)
     check_format(runtime, path)
-    return RUNTIMES[runtime](path, threads, fp32_reference)
+    return RUNTIMES[runtime](path, threads, fp32_reference, content)
+
+
+def artifact_files(path: Path) -> list[str]:
+    """The files one artifact is made of (an OpenVINO IR is its .xml and .bin)."""
+    path = Path(path)
+    return [path.name] + ([path.with_suffix(".bin").name] if path.suffix == ".xml" else [])
 
 
 def check_format(runtime: str, path: Path) -> None:
     """Refuse a model file `runtime` cannot read, naming the runtimes that can."""
+    if runtime not in FORMATS:
+        raise RuntimeMissing(f"unknown runtime '{runtime}': known are {', '.join(FORMATS)}")
     path = Path(path)
     if path.suffix not in FORMATS[runtime]:
         able = [r for r, suffixes in FORMATS.items() if path.suffix in suffixes]

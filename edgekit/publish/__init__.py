@@ -37,17 +37,23 @@ def attach(bundle: Path, dest: str, runs: list[dict], insecure: bool = False) ->
     return directory.attach(bundle, dest, None, runs)
 
 
-def pull(src: str, to: Path, force: bool = False, insecure: bool = False, verify_key: Path | None = None) -> Path:
-    """`verify_key`: accept only a bundle signed by this public key. A refused pull leaves `to` as it was (a
+def pull(src: str, to: Path, force: bool = False, insecure: bool = False, verify_key: Path | None = None,
+         allow_downgrade: bool = False) -> Path:
+    """`verify_key`: accept only a bundle signed by this public key, for the name asked for, and no older than the
+    last one verified into `to` under that name (unless `allow_downgrade`). A refused pull leaves `to` as it was (a
     directory it had to create is removed again)."""
+    if verify_key is not None:  # a key that cannot be one is refused before anything is fetched
+        from edgekit.publish import signing
+
+        signing.public_key_id(verify_key)
     made = [p for p in [Path(to), *Path(to).parents] if not p.exists()]
     try:
         if _is_oci(src):
             from edgekit.publish import oci, registry
 
             with registry.registry_errors():
-                return oci.pull(src, to, force, insecure, verify_key)
-        return directory.pull(directory.root_of(src), to, force, verify_key)
+                return oci.pull(src, to, force, insecure, verify_key, allow_downgrade)
+        return directory.pull(directory.root_of(src), to, force, verify_key, allow_downgrade)
     except BaseException:
         for p in made:  # innermost first; only what is still empty
             try:

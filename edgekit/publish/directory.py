@@ -34,9 +34,16 @@ def read_record(bundle_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         raise PublishError(f"{path} is not a readable publish record; republish the bundle") from None
+    sig = record.get("signature") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("manifest_sha256"), str) \
+            or (sig is not None and not (isinstance(sig, dict) and all(isinstance(sig.get(k), str)
+                                                                        for k in ("algorithm", "key_id", "signature")))):
+        raise PublishError(f"{path} is not a publish record edgekit wrote (its fields are missing or of the wrong "
+                           "kind); republish the bundle")
+    return record
 
 
 def publish(bundle: Path, dest: str, name: str | None, force: bool, sign_key: Path | None = None) -> str:
@@ -50,7 +57,7 @@ def publish(bundle: Path, dest: str, name: str | None, force: bool, sign_key: Pa
     ours = manifest.file_sha256(bundle / manifest.MANIFEST)
     record = {"name": name, "manifest_sha256": ours}
     if sign_key:
-        record["signature"] = signing.sign(sign_key, ours)
+        record["signature"] = signing.sign(sign_key, signing.statement(m, ours, name))
     same_build = False
     if (final / manifest.MANIFEST).is_file():
         if manifest.file_sha256(final / manifest.MANIFEST) == ours:
@@ -115,7 +122,7 @@ def attach(bundle: Path, dest: str, name: str | None, runs: list[dict]) -> str:
     return f"attached {len(added)} bench report(s) to {final} (in {folder})"
 
 
-def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None) -> Path:
+def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None, allow_downgrade: bool = False) -> Path:
     if not (src / manifest.MANIFEST).is_file():
         hint = ""
         if ":" in src.name and (src.parent / src.name.split(":")[0]).is_dir():  # the registry's STORE:NAME form
@@ -137,8 +144,10 @@ def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None) -> Pa
         if got != record.get("manifest_sha256"):
             raise PublishError(f"refusing {src}: its manifest does not match the digest recorded when it was "
                                "published (altered in the store)")
-        if verify_key:
-            signing.verify(verify_key, got, record.get("signature"), str(src))
+        st = None
+        if verify_key:  # signed for the name asked for (the store's directory), and not older than before
+            st = signing.verify(verify_key, got, record.get("signature"), str(src), src.name)
+            signing.check_not_older(to, st, str(src), allow_downgrade)
         runs = {}
         for e in _entries(record, src):
             try:
@@ -150,6 +159,8 @@ def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None) -> Pa
             runs[e["file"]] = data
         placed = place(tmp, to, force)
         bench.place(runs, placed)
+        if st is not None:
+            signing.remember(to, st)
         return placed
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -172,9 +183,16 @@ def ls(dest: str) -> list[dict]:
     out = []
     for d in sorted(root.iterdir()):
         if (d / manifest.MANIFEST).is_file() and not d.name.startswith("."):
-            m = manifest.read(d, verify=False)
-            row = {"name": d.name, **annotations(m, manifest.file_sha256(d / manifest.MANIFEST))}
-            record = read_record(d) or {}
+            digest = manifest.file_sha256(d / manifest.MANIFEST)
+            try:
+                record = read_record(d) or {}
+                m = manifest.read(d, verify=False)
+            except (ManifestError, PublishError) as e:  # one bad entry: said in its row, the listing goes on
+                out.append({"name": d.name, "verified": "false", "problem": str(e)})
+                continue
+            row = {"name": d.name, **annotations(m, digest)}
+            # the figures shown come from this manifest: said to be the published one only if it is
+            row["verified"] = "true" if record.get("manifest_sha256") == digest else "false"
             if record.get("signature"):
                 row["vnd.edgekit.signature.key-id"] = record["signature"]["key_id"]
             row["bench"] = bench.per_device([e["summary"] for e in _entries(record, d)

@@ -5,6 +5,7 @@ uploaded by an interrupted publish are unreferenced, so the tag still names what
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,9 +21,10 @@ MEDIA_TYPES = {".xml": "application/vnd.edgekit.openvino.xml", ".bin": "applicat
                ".onnx": "application/vnd.edgekit.onnx", ".tflite": "application/vnd.edgekit.tflite",
                ".npz": "application/vnd.edgekit.golden.npz", ".json": "application/vnd.edgekit.manifest.v1+json",
                ".txt": "text/plain", ".md": "text/markdown"}
-SIGNATURE = "vnd.edgekit.signature"  # Ed25519 over the bundle manifest's sha256 (publish/signing.py), base64
+SIGNATURE = "vnd.edgekit.signature"  # Ed25519 over the signed statement (publish/signing.py), base64
 SIGNATURE_KEY = "vnd.edgekit.signature.key-id"
 SIGNATURE_ALG = "vnd.edgekit.signature.algorithm"
+SIGNATURE_STATEMENT = "vnd.edgekit.signature.statement"  # what the signature vouches for (signing.statement), JSON
 
 
 def publish(bundle: Path, dest: str, force: bool, insecure: bool, sign_key: Path | None = None) -> str:
@@ -33,9 +35,10 @@ def publish(bundle: Path, dest: str, force: bool, insecure: bool, sign_key: Path
     client = registry.client_for(ref, insecure)
     ours = manifest.file_sha256(bundle / manifest.MANIFEST)
     notes = annotations(m, ours)
-    if sign_key:
-        sig = signing.sign(sign_key, ours)
-        notes.update({SIGNATURE: sig["signature"], SIGNATURE_KEY: sig["key_id"], SIGNATURE_ALG: sig["algorithm"]})
+    if sign_key:  # signed for the repository and tag it is published under: a pull of any other is refused
+        sig = signing.sign(sign_key, signing.statement(m, ours, f"{ref.repo}:{tag}"))
+        notes.update({SIGNATURE: sig["signature"], SIGNATURE_KEY: sig["key_id"], SIGNATURE_ALG: sig["algorithm"],
+                      SIGNATURE_STATEMENT: json.dumps(sig["statement"], sort_keys=True)})
     existing = registry.get_manifest(client, target)
     resigned = None
     if existing is not None:
@@ -70,7 +73,8 @@ def publish(bundle: Path, dest: str, force: bool, insecure: bool, sign_key: Path
     return f"published {m['name']} to oci://{target}{signed}" + (f"; its {kept} bench report(s) kept" if kept else "")
 
 
-def pull(src: str, to: Path, force: bool, insecure: bool, verify_key: Path | None = None) -> Path:
+def pull(src: str, to: Path, force: bool, insecure: bool, verify_key: Path | None = None,
+         allow_downgrade: bool = False) -> Path:
     ref = registry.parse_oci(src)
     if not ref.tag:
         raise PublishError(f"{src!r}: name a tag (oci://HOST/REPO:TAG); edgekit ls lists them")
@@ -109,16 +113,29 @@ def pull(src: str, to: Path, force: bool, insecure: bool, verify_key: Path | Non
         if want and got != want:
             raise PublishError(f"refusing oci://{target}: its bundle manifest does not match the digest it was "
                                "published with")
-        if verify_key:
+        st = None
+        if verify_key:  # signed for the tag asked for, and not older than what was verified here before
             sig = {"signature": notes.get(SIGNATURE), "key_id": notes.get(SIGNATURE_KEY),
-                   "algorithm": notes.get(SIGNATURE_ALG)} if notes.get(SIGNATURE) else None
-            signing.verify(verify_key, got, sig, f"oci://{target}")
+                   "algorithm": notes.get(SIGNATURE_ALG), "statement": _statement(notes)} \
+                if notes.get(SIGNATURE) else None
+            st = signing.verify(verify_key, got, sig, f"oci://{target}", f"{ref.repo}:{ref.tag}")
+            signing.check_not_older(to, st, f"oci://{target}", allow_downgrade)
         runs = referrers.pull_reports(client, ref, container, registry.digest(raw[0]), got, f"oci://{target}")
         placed = place(tmp, to, force)
         bench.place(runs, placed)
+        if st is not None:
+            signing.remember(to, st)
         return placed
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _statement(notes: dict) -> dict | None:
+    try:
+        st = json.loads(notes.get(SIGNATURE_STATEMENT) or "null")
+    except ValueError:
+        return None
+    return st if isinstance(st, dict) else None
 
 
 def ls(dest: str, insecure: bool) -> list[dict]:

@@ -1,13 +1,19 @@
-"""Signatures for origin: a checksum proves a bundle intact, a signature says who published it.
+"""Signatures for origin: a checksum proves a bundle intact, a signature says who published what.
 
-Ed25519 (through `cryptography`) over one message, the bundle manifest's sha256: the manifest lists the sha256 of
-every other file, so the signature covers the whole bundle. `edgekit keygen` makes a key pair; `publish --sign KEY`
-stores the signature beside the bundle (directory store) or in the artifact's annotations (registry);
-`pull --verify-key PUB` refuses unsigned bundles, other signers and altered manifests before anything is placed."""
+Ed25519 (through `cryptography`) over a statement that names what it vouches for: the name the bundle is published
+under, its variant and target, the bundle manifest's sha256 (the manifest lists the sha256 of every other file, so
+the signature covers the whole bundle), when it was built and by which edgekit. `edgekit keygen` makes a key pair;
+`publish --sign KEY` stores signature and statement beside the bundle (directory store) or in the artifact's
+annotations (registry); `pull --verify-key PUB` refuses, before anything is placed, an unsigned bundle, another
+signer's, an altered manifest, a signed bundle served under another name than it was signed for, and (remembered per
+name in the pull's target directory) a signed build older than one verified there before, unless --allow-downgrade.
+A signature of edgekit before statements (over the digest alone) says nothing of the name: it is refused, clearly."""
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -26,8 +32,22 @@ def _crypto():
     return serialization, ed25519
 
 
-def message(manifest_sha256: str) -> bytes:
-    return f"edgekit bundle manifest sha256:{manifest_sha256}".encode()
+STATEMENT = "edgekit-bundle-statement"
+STATEMENT_VERSION = 1
+MAX_KEY_BYTES = 64 << 10  # a PEM key is a few hundred bytes: anything larger (/dev/zero) is not one
+PULLED = ".edgekit-signed-pulls.json"  # per pull target: the newest verified build of each name
+
+
+def statement(m: dict, manifest_sha256: str, name: str) -> dict:
+    """What a signature vouches for: bundle `m` (its manifest digest) published under `name`."""
+    return {"type": STATEMENT, "version": STATEMENT_VERSION, "name": name, "bundle": m["name"],
+            "variant": (m.get("variant") or {}).get("name"), "target": (m.get("target") or {}).get("name"),
+            "manifest_sha256": manifest_sha256, "created": m.get("created"),
+            "edgekit_version": (m.get("edgekit") or {}).get("version")}
+
+
+def message(st: dict) -> bytes:
+    return b"edgekit bundle statement\n" + json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _raw_public(public_key) -> bytes:
@@ -54,19 +74,40 @@ def keygen(path: Path, force: bool = False) -> tuple[Path, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     for p, data, mode in ((path, private, 0o600), (pub, public, 0o644)):
         tmp = p.with_name(f".tmp-{p.name}-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
+        tmp.unlink(missing_ok=True)  # a leftover (or planted) file or symlink is not written through
+        try:  # created here, exclusively, with its mode from the start: never a file someone else opened
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+        except OSError as e:
+            raise PublishError(f"cannot create {tmp}: {e.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return path, pub
 
 
 def _load(path: Path, private: bool):
+    import stat
+    import warnings
+
     serialization, ed25519 = _crypto()
-    try:
-        data = Path(path).read_bytes()
+    try:  # non-blocking: a FIFO or device in the key's place is refused, never waited on
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise PublishError(f"{path} is not a key file (not a regular file); edgekit keygen makes a key pair")
+            data = f.read(MAX_KEY_BYTES + 1)
     except OSError as e:
         raise PublishError(f"cannot read key {path}: {e.strerror}") from None
+    if len(data) > MAX_KEY_BYTES:
+        raise PublishError(f"{path} is not a key ({len(data)} bytes or more; a PEM key is a few hundred)")
+    if private and st.st_mode & 0o077:
+        warnings.warn(f"signing key {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}): "
+                      f"chmod 600 {path}", stacklevel=3)
     try:
         key = (serialization.load_pem_private_key(data, password=None) if private
                else serialization.load_pem_public_key(data))
@@ -84,15 +125,17 @@ def public_key_id(public_key: Path) -> str:
     return key_id(_load(public_key, private=False))
 
 
-def sign(private_key: Path, manifest_sha256: str) -> dict:
+def sign(private_key: Path, st: dict) -> dict:
+    """The signature of statement `st` (statement()), with the statement itself and the signer's key id."""
     key = _load(private_key, private=True)
-    sig = key.sign(message(manifest_sha256))
+    sig = key.sign(message(st))
     return {"algorithm": ALGORITHM, "key_id": key_id(key.public_key()),
-            "signature": base64.b64encode(sig).decode()}
+            "signature": base64.b64encode(sig).decode(), "statement": st}
 
 
-def verify(public_key: Path, manifest_sha256: str, signature: dict | None, what: str) -> str:
-    """Raise PublishError unless `signature` is `public_key`'s over this manifest digest; returns the key id."""
+def verify(public_key: Path, manifest_sha256: str, signature: dict | None, what: str, name: str) -> dict:
+    """Raise PublishError unless `signature` is `public_key`'s over a statement for this manifest digest published
+    as `name`; returns the statement."""
     from cryptography.exceptions import InvalidSignature
 
     key = _load(public_key, private=False)
@@ -104,9 +147,58 @@ def verify(public_key: Path, manifest_sha256: str, signature: dict | None, what:
         raise PublishError(f"refusing {what}: signed with {signature.get('algorithm')!r}, not {ALGORITHM}")
     if signature.get("key_id") != kid:
         raise PublishError(f"refusing {what}: signed by key {signature.get('key_id')}, not by {kid} ({public_key})")
+    st = signature.get("statement")
+    if not isinstance(st, dict) or st.get("type") != STATEMENT:
+        raise PublishError(f"refusing {what}: its signature (an older edgekit's, over the manifest digest alone) does "
+                           "not say which bundle it vouches for; publish it again with --sign")
     try:
-        key.verify(base64.b64decode(signature["signature"]), message(manifest_sha256))
-    except (InvalidSignature, ValueError):
-        raise PublishError(f"refusing {what}: its signature does not match its manifest (altered after signing)") \
-            from None
-    return kid
+        key.verify(base64.b64decode(signature["signature"]), message(st))
+    except (InvalidSignature, ValueError, TypeError):
+        raise PublishError(f"refusing {what}: its signature does not match what it says it signed (altered after "
+                           "signing)") from None
+    if st.get("manifest_sha256") != manifest_sha256:
+        raise PublishError(f"refusing {what}: its signature does not match its manifest (it vouches for another build "
+                           f"of {st.get('name')}, manifest {str(st.get('manifest_sha256'))[:12]}: altered after "
+                           "signing)")
+    if st.get("name") != name:
+        raise PublishError(f"refusing {what}: it is signed as {st.get('name')!r}, not as {name!r} (a signed bundle "
+                           "served under another name)")
+    return st
+
+
+def _when(st: dict) -> datetime.datetime:
+    try:
+        t = datetime.datetime.fromisoformat(str(st.get("created")))
+    except ValueError:
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
+
+
+def check_not_older(to: Path, st: dict, what: str, allow_downgrade: bool) -> None:
+    """Refuse a signed build older than the newest one verified into `to` under the same name."""
+    seen = _pulled(to).get(st["name"])
+    if allow_downgrade or not seen or seen.get("manifest_sha256") == st["manifest_sha256"]:
+        return
+    if _when(st) < _when(seen):
+        raise PublishError(f"refusing {what}: its signed build (created {st.get('created')}) is older than the one "
+                           f"verified into {to} before (created {seen.get('created')}); pass --allow-downgrade to "
+                           "go back")
+
+
+def remember(to: Path, st: dict) -> None:
+    """The newest verified build of each name in `to`, for check_not_older."""
+    from edgekit.core.bundle import write_json
+
+    pulled = _pulled(to)
+    seen = pulled.get(st["name"])
+    if not seen or _when(st) >= _when(seen):
+        pulled[st["name"]] = {k: st.get(k) for k in ("created", "manifest_sha256", "variant", "target")}
+        write_json(to / PULLED, pulled)
+
+
+def _pulled(to: Path) -> dict:
+    try:
+        data = json.loads((to / PULLED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

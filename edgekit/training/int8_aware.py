@@ -102,7 +102,7 @@ def split(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _held(student, x: torch.Tensor, teacher: np.ndarray, batch: int, epoch: int) -> Held:
     with torch.no_grad():
-        out = np.concatenate([student(x[i:i + batch]).float().numpy() for i in range(0, len(x), batch)])
+        out = np.concatenate([student(x[i:i + batch].float()).float().numpy() for i in range(0, len(x), batch)])
     d = metrics.drift(teacher, out)
     return Held(epoch, d["logit_sqnr_db"], d["top1_agreement"])
 
@@ -110,7 +110,8 @@ def _held(student, x: torch.Tensor, teacher: np.ndarray, batch: int, epoch: int)
 def tune(student: torch.nn.Module, x: torch.Tensor, teacher: Callable[[torch.Tensor], np.ndarray],
          labels: np.ndarray | None, options: TuneOptions, progress: Progress = no_progress,
          say: Callable[[str], None] = lambda s: None) -> Tuned:
-    """Fine-tune `student` (in place) on raw pixels x (N, 3, H, W) towards the FP32 `teacher(x) -> logits`.
+    """Fine-tune `student` (in place) on raw pixels x (N, 3, H, W; uint8, made float a batch at a time: memory
+    follows the batch) towards the FP32 `teacher(x) -> logits`.
     Each batch is a fresh augmented view (training/augment.py: crops, flips, colour) with the teacher's logits on
     that view, or (options.augment off) the images and their mirror images. Returns what was done; the student holds
     the best epoch's values (or its starting values when none was better)."""
@@ -120,9 +121,10 @@ def tune(student: torch.nn.Module, x: torch.Tensor, teacher: Callable[[torch.Ten
     xt, xh = x[tr], x[ho]
     advance = progress("int8-aware: FP32 teacher logits", len(ho) + (0 if options.augment else 2 * len(tr)))
     th = teacher(xh)
+    advance(len(ho))
     if not options.augment:
         fixed = (torch.from_numpy(teacher(xt)), torch.from_numpy(teacher(xt.flip(3))))
-    advance(len(ho))
+        advance(2 * len(tr))
     aug = augment.augmenter(x.shape[-1]) if options.augment else None
     y = None
     labelled = 0
@@ -154,11 +156,11 @@ def tune(student: torch.nn.Module, x: torch.Tensor, teacher: Callable[[torch.Ten
             idx = order[i:i + options.batch_size]
             if aug is not None:
                 with torch.no_grad():
-                    xb = aug(xt[idx] / 255.0).mul_(255.0).round_().clamp_(0, 255)  # pixels, as the artifact takes
+                    xb = aug(xt[idx].float() / 255.0).mul_(255.0).round_().clamp_(0, 255)  # pixels, as the artifact takes
                 tb = torch.from_numpy(teacher(xb))
             else:
                 f = flips[idx]
-                xb = torch.where(f[:, None, None, None], xt[idx].flip(3), xt[idx])
+                xb = torch.where(f[:, None, None, None], xt[idx].flip(3), xt[idx]).float()
                 tb = torch.where(f[:, None], fixed[1][idx], fixed[0][idx])
             out = student(xb)
             # error power over logit power (1/SQNR): the same loss whatever the scale of a model's logits

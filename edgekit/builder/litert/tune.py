@@ -39,7 +39,8 @@ class TFLiteStudent(torch.nn.Module):
         super().__init__()
         for op in qg.ops:
             if op.kind not in simulate.SUPPORTED:
-                raise simulate.UnsupportedOp(op.kind)
+                raise simulate.UnsupportedOp(f"INT8-aware fine-tuning cannot simulate the graph's {op.kind} op (float "
+                                             "ops of --allow-float): build without --int8-aware")
         self.g = qg
         self.w, self.b = torch.nn.ParameterList(), torch.nn.ParameterList()
         self.scales: dict[int, torch.Tensor] = {}
@@ -96,7 +97,7 @@ def teacher_logits(fg: Graph, x: torch.Tensor, batch: int = 16) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch):
-            env = {fg.inputs[0]: x[i:i + batch]}
+            env = {fg.inputs[0]: x[i:i + batch].float()}
             for op in fg.ops:
                 if op.kind in LAYERS:
                     fw, fb = (simulate.dequant_const(fg.tensors[j]) for j in op.inputs[1:3])

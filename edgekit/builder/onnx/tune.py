@@ -143,7 +143,7 @@ class Teacher:
         with torch.inference_mode():
             for i in range(0, len(x), self.batch):
                 env = None
-                for _, env in self.graph.run(x[i:i + self.batch]):
+                for _, env in self.graph.run(x[i:i + self.batch].float()):
                     pass
                 out.append(env[self.output].float().numpy())
         return np.concatenate(out)

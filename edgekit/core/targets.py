@@ -1,13 +1,14 @@
-"""The target table: one declarative TOML file per target beside this module (name, route, backend, runtime,
-input contract, default calibration method). A new target is a new file."""
+"""The target table: one declarative TOML file per target in the repository's `targets/` folder (name, route,
+backend, runtime, input contract, default calibration method; core/datafiles.py finds it in a checkout and in an
+installed wheel alike). A new target is a new file."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import tomllib
 
+from edgekit.core.datafiles import data_files
 from edgekit.errors import UnknownTarget
 
 
@@ -31,7 +32,7 @@ class Target:
 @lru_cache(maxsize=1)
 def targets() -> dict[str, Target]:
     out: dict[str, Target] = {}
-    for f in sorted(Path(__file__).parent.glob("*.toml")):
+    for f in data_files("targets"):
         d = tomllib.loads(f.read_text())
         d["aliases"] = tuple(d.get("aliases", ()))
         out[d["name"]] = Target(**d)
