@@ -345,3 +345,17 @@ def test_a_malformed_store_record_is_one_line(default_build, tmp_path, record):
     r = run_cli("pull", str(store / default_build[0].name), "--to", str(tmp_path / "got"))
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
     assert "publish record" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_golden_set_that_is_not_one_is_one_line_in_bench(default_build, tmp_path):
+    """An edited manifest vouching for a golden.npz that is something else (its checksum made to match)."""
+    import hashlib
+    import json
+
+    b = _copy(default_build[0], tmp_path)
+    (b / "golden.npz").write_bytes(b"not a zip archive at all")
+    m = json.loads((b / "manifest.json").read_text())
+    m["files"]["golden.npz"] = hashlib.sha256((b / "golden.npz").read_bytes()).hexdigest()
+    (b / "manifest.json").write_text(json.dumps(m))
+    r = run_cli("bench", str(b), "--runs", "2", "--threads", "1", env={"EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")})
+    assert r.returncode == 2 and "is not a golden set" in r.stderr.strip().splitlines()[-1], r.stderr

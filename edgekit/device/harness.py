@@ -20,7 +20,7 @@ from edgekit.core.classes import ClassIndex
 from edgekit.device import fingerprint, imagesets, metrics, preprocess, runtimes
 from edgekit.device.system import device_info
 from edgekit.device.verdict import verdict
-from edgekit.errors import BenchError
+from edgekit.errors import BenchError, ManifestError
 from edgekit.progress import Progress, no_progress
 
 
@@ -37,14 +37,14 @@ def _peak_rss_mb() -> float:
 
 
 def latency(runtime: str, bundle: Path, artifacts: dict, x: dict[str, np.ndarray], threads: int, runs: int,
-            warmup: int, tick: Callable[[int], None]) -> dict:
+            warmup: int, tick: Callable[[int], None], content: dict[str, bytes] | None = None) -> dict:
     """Both precisions at one thread count, runs interleaved. Time to first inference = load/compile + first
-    invoke."""
+    invoke. `content`: the artifacts' bytes, verified by the caller (manifest.read_verified): what runs."""
     runners, first = {}, {}
     for p in ("int8", "fp32"):
         t = time.perf_counter()
         runners[p] = runtimes.open_runner(runtime, bundle / artifacts[p], threads=threads,
-                                          fp32_reference=p == "fp32")
+                                          fp32_reference=p == "fp32", content=content)
         runners[p](x[p])
         first[p] = time.perf_counter() - t
     r = interleaved(runners, x, runs, warmup, tick)
@@ -76,13 +76,31 @@ def _logits(bundle: Path, m: dict, runtime: str, pixels: np.ndarray) -> dict[str
     return runtimes.artifact_logits(runtime, bundle, m["artifacts"], pixels, contracts)
 
 
+def _golden(bundle: Path) -> dict:
+    """The golden set's arrays; a file that is not one (its checksum passed: an edited manifest) is one line."""
+    import zipfile
+
+    try:
+        z = np.load(bundle / GOLDEN_FILE)  # no pickles: object arrays raise ValueError
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with z:
+            g = {k: z[k] for k in ("pixels", "torch_logits", "labels")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        raise ManifestError(f"{bundle / GOLDEN_FILE} is not a golden set (pixels, logits, labels); rebuild or pull "
+                            "the bundle again") from None
+    if g["pixels"].ndim != 4 or len(g["torch_logits"]) != len(g["pixels"]):
+        raise ManifestError(f"{bundle / GOLDEN_FILE} holds inconsistent arrays; rebuild or pull the bundle again")
+    return g
+
+
 def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) -> dict | None:
     """INT8 and FP32 artifacts against the PyTorch FP32 logits recorded at build time, on the carried inputs (the
     first `limit` of them: slow or emulated devices)."""
     path = bundle / GOLDEN_FILE
     if not path.is_file():
         return None
-    g = dict(np.load(path))
+    g = _golden(bundle)
     if limit:
         g = {k: v[:limit] for k, v in g.items()}
     out = _logits(bundle, m, runtime, g["pixels"])
@@ -132,8 +150,11 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         runtimes.check_format(rt, bundle / m["artifacts"][p])
     samples = image_samples(m, Path(images), limit) if images is not None else None  # refused before timing
     golden = None
+    # the artifacts' bytes, hashed once: what the latency runs load is what was verified
+    content = manifest.read_verified(bundle, m, [f for p in ("int8", "fp32")
+                                                 for f in runtimes.artifact_files(bundle / m["artifacts"][p])])
     if (bundle / GOLDEN_FILE).is_file():
-        px = np.load(bundle / GOLDEN_FILE)["pixels"][:1]
+        px = _golden(bundle)["pixels"][:1]
     else:
         crop = m["preprocessing"]["crop"]
         px = np.full((1, crop, crop, 3), 128, np.uint8)
@@ -147,7 +168,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
             advance(n)
             watch.sample()
 
-        lat[str(t)] = latency(rt, bundle, m["artifacts"], x, t, runs, warmup, tick)
+        lat[str(t)] = latency(rt, bundle, m["artifacts"], x, t, runs, warmup, tick, content)
         for p in lat[str(t)].values():
             p["gmac_per_s"] = m["variant"]["macs"] / (p["p50_ms"] / 1e3) / 1e9
         lat[str(t)]["int8_speedup"] = lat[str(t)]["fp32"]["p50_ms"] / lat[str(t)]["int8"]["p50_ms"]
