@@ -23,13 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 FLOWERS = REPO.parent / "shared" / "data" / "flowers12"
 
 
-def cpu() -> str:
-    from edgekit.device.fingerprint import fingerprint
-
-    fp = fingerprint()
-    return f"{fp['cpu']}, {fp['cores']} cores"
-
-
 def train(variant: str, mode: str, data: Path, out: Path, extra: list[str]) -> tuple[float, dict]:
     args = [sys.executable, "-m", "edgekit.cli", "train", "--data", str(data), "--variant", variant, "--mode", mode,
             "--out", str(out), "--force", "--json", *extra]
@@ -83,7 +76,7 @@ def main() -> None:
                           f"{100 * v['top1_int8']:.2f} %, agreement {100 * v['top1_agreement']:.2f} %, SQNR "
                           f"{v['logit_sqnr_db']:.1f} dB", file=sys.stderr, flush=True)
                 rows.append(row)
-    machine = cpu()
+    machine = pipeline_cost.cpu()
     targets = a.targets.split(",")
     lines = [f"Machine: {machine}. flowers12: trained on train/ (720 photos, 12 classes), INT8 calibrated on "
              f"{a.num_calib} of train/, every figure on test/ (240 photos).", "",

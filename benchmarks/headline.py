@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,16 +18,6 @@ import pipeline_cost  # beside this script: the same `edgekit build` runner the 
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SAMPLE = REPO.parent / "shared" / "data" / "imagenet-sample"
-
-
-def bench(bundle: Path, runs: int, work: Path) -> dict:
-    out = work / f"{bundle.name}.bench.json"
-    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "bench", str(bundle), "--threads", "1,2", "--runs",
-                        str(runs), "--json", str(out)], capture_output=True, text=True, cwd=REPO,
-                       env={**os.environ, "EDGEKIT_HISTORY": str(work / "history.jsonl")})
-    if r.returncode != 0:
-        sys.exit(f"edgekit bench {bundle} failed: {r.stderr.strip().splitlines()[-1:]}")
-    return json.loads(out.read_text())
 
 
 def main() -> None:
@@ -51,7 +39,7 @@ def main() -> None:
                     b = pipeline_cost.build(variant, target, work / "dist", work / f"cache-{variant}-{target}", common)
                 except pipeline_cost.BuildFailed as e:
                     sys.exit(str(e))
-                rep = bench(b.bundle, a.runs, work)
+                rep = pipeline_cost.bench(b.bundle, work, a.runs)
                 v = b.manifest["validation"]
                 lat = {t: {"int8_p50_ms": per["int8"]["p50_ms"], "fp32_p50_ms": per["fp32"]["p50_ms"],
                            "int8_speedup": per["int8_speedup"]} for t, per in rep["latency"].items()}

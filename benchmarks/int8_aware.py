@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,22 +25,9 @@ SAMPLE = REPO.parent / "shared" / "data" / "imagenet-sample"
 FLOWERS = REPO.parent / "shared" / "data" / "flowers12"
 
 
-def cpu() -> str:
-    from edgekit.device.fingerprint import fingerprint
-
-    fp = fingerprint()
-    return f"{fp['cpu']}, {fp['cores']} cores"
-
-
 def p50(bundle: Path, work: Path, runs: int) -> float:
-    out = work / f"{bundle.parent.name}-{bundle.name}.bench.json"
-    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "bench", str(bundle), "--threads", "1", "--runs",
-                        str(runs), "--json", str(out)], capture_output=True, text=True, cwd=REPO,
-                       env={**os.environ, "EDGEKIT_HISTORY": str(work / "history.jsonl")})
-    if r.returncode != 0:
-        sys.exit(f"edgekit bench {bundle} failed: {r.stderr.strip().splitlines()[-1:]}")
-    lat = json.loads(out.read_text())["latency"]
-    return next(iter(lat.values()))["int8"]["p50_ms"]  # the one thread count asked for
+    """The int8 artifact's 1-thread p50 (ms)."""
+    return pipeline_cost.bench(bundle, work, runs, threads="1")["latency"]["1"]["int8"]["p50_ms"]
 
 
 def figures(b: pipeline_cost.Build) -> dict:
@@ -128,7 +114,7 @@ def main() -> None:
             fc = ["--weights", str(ck), "--calib", str(FLOWERS / "train"), "--val", str(FLOWERS / "test")]
             for target in targets:
                 flowers.append(pair(variant, target, work, work / f"cache-flowers-{variant}", fc, a.runs))
-    machine = cpu()
+    machine = pipeline_cost.cpu()
     lines = [f"Machine: {machine}. ImageNet: calibrated on 200 of ../shared/data/imagenet-sample, figures on the other "
              "300 (drop: top-1 points FP32 minus INT8 against labels).", ""] + table(rows, "", False)
     if flowers:

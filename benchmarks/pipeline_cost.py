@@ -34,6 +34,25 @@ class Build:
                 "agreement": v.get("top1_agreement"), "logit_sqnr_db": v.get("logit_sqnr_db")}
 
 
+
+def cpu() -> str:
+    """The machine, as the benchmarks print it beside their figures."""
+    from edgekit.device.fingerprint import fingerprint
+
+    fp = fingerprint()
+    return f"{fp['cpu']}, {fp['cores']} cores"
+
+
+def bench(bundle: Path, work: Path, runs: int, threads: str = "1,2") -> dict:
+    """`edgekit bench BUNDLE --json` in its own process, with its own history file; the report."""
+    out = work / f"{bundle.parent.name}-{bundle.name}.bench.json"  # bundles of one name in two --out dirs
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "bench", str(bundle), "--threads", threads, "--runs",
+                        str(runs), "--json", str(out)], capture_output=True, text=True, cwd=REPO,
+                       env={**os.environ, "EDGEKIT_HISTORY": str(work / "history.jsonl")})
+    if r.returncode != 0:
+        sys.exit(f"edgekit bench {bundle} failed: {r.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.read_text())
+
 class BuildFailed(RuntimeError):
     pass
 
