@@ -97,7 +97,7 @@ def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
             return cand
         if _score(val.meta) > _score(best.val.meta):
             best = cand
-        if best_plain is None or _score(val.meta) > _score(best_plain.val.meta):
+        if _score(val.meta) > _score(best_plain.val.meta):
             best_plain = cand
     if req.tune is None:  # with --int8-aware the first model was already tuned
         treq = dataclasses.replace(req, quant=best_plain.quant, tune=TuneOptions())
@@ -105,7 +105,7 @@ def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
             arts, tuning = route.tune(run, treq, best_plain.arts)
         except UnsupportedOp as e:  # a graph the route's simulation cannot train (--allow-float ops): next step
             arts, tuning = best_plain.arts, {"kept": False, "skipped": str(e)}
-        tune_record = tuning
+        tune_record = tuning  # kept or not, the manifest says it was tried
         if tuning["kept"]:
             cand = Chosen(arts, stage_validate(run, treq, arts.tgt), best_plain.quant, tuning=tuning,
                           base=best_plain.arts)
@@ -116,7 +116,6 @@ def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
                 return cand
             if _score(cand.val.meta) > _score(best.val.meta):
                 best = cand
-        tune_record = tuning  # kept or not, the manifest says it was tried
     breq = dataclasses.replace(req, quant=best_plain.quant, tune=None)
     sens = route.sensitivity(run, breq, best_plain.arts, RANKING_IMAGES, route.budget_max_macs_share)
     ranked = [e for e in sens.meta["layers"] if e["gain_db"] > 0][:MAX_RAISED_LAYERS]

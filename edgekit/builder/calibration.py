@@ -14,7 +14,7 @@ import tomllib
 from PIL import Image, ImageOps
 
 from edgekit.builder import recipe_files
-from edgekit.core.bundle import file_sha256
+from edgekit.core.bundle import file_sha256, folder_label
 from edgekit.core.classes import ClassIndex
 from edgekit.core.datafiles import data_files
 from edgekit.device.imagesets import Sample, digest, directory_samples
@@ -33,16 +33,11 @@ class Selection:
     source: str  # what the user named (recipe name or directory): for messages on this machine
     calib: list[Sample]
     val: list[Sample]
-    val_source: str  # "held out from <source>" or the --val directory, as published (no path: see `published`)
+    val_source: str  # "held out from <source>" or the --val source, as a bundle names them (no build-machine path)
+    published_source: str  # `source` as a bundle records it: a recipe's name, or a folder's (core.bundle.folder_label)
     val_caveat: str | None = None  # why the validation figures may mislead (a recipe's pictures are no photographs)
     val_from_recipe: bool = False  # views the recipe makes (--num-val sets how many), not images held out
-    public: str | None = None  # how a bundle names the calibration source (None: published(source))
     recipe: dict | None = None  # a recipe file's name and digest, for the manifest and the model card
-
-    @property
-    def published_source(self) -> str:
-        """`source` as a bundle records it: a recipe's name, or a folder's name (not where it lay on this machine)."""
-        return self.public or published(self.source)
 
     def warnings(self) -> list[str]:
         """What a user must know before trusting the build's figures (printed at build time, kept in the manifest)."""
@@ -115,14 +110,6 @@ def _split(samples: list[Sample], num_calib: int, num_val: int) -> tuple[list[Sa
     return order[:num_calib], order[num_calib:num_calib + num_val]
 
 
-def published(source: str) -> str:
-    """A calibration or validation source as a published bundle names it: a recipe's name as it is, a directory by its
-    own name (`folder 'imagenet-sample'`): build-machine paths and user names stay on the build machine."""
-    if source in recipes() and not Path(source).is_dir():
-        return source
-    return f"folder '{Path(source).name or source}'"
-
-
 def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None,
            classes: ClassIndex | None = None) -> Selection:
     """Resolve --calib / --num-calib / --val into disjoint calibration and validation samples."""
@@ -133,7 +120,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         raise CalibrationError(f"--num-val {num_val}: give the most validation images to use, 0 or more")
     known = recipes()
     path = Path(source)
-    public, recipe = None, None
+    recipe = None
     if recipe_files.is_recipe_file(source):  # a recipe of the user's own images
         r = recipe_files.load(path)
         calib, val = recipe_files.calibration(r, num_calib, num_val, classes)
@@ -142,13 +129,14 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
         val_source = f"held out by {public}"
         caveat, from_recipe = None, False
     elif source in known and not path.is_dir():
-        recipe = known[source]
-        if recipe["source"] != "skimage":
-            raise CalibrationError(f"recipe {source}: unknown source kind '{recipe['source']}'")
-        calib = _skimage_views(recipe, recipe["images"], num_calib, 0)
-        val = [] if val_dir else _skimage_views(recipe, recipe["holdout"], min(num_val, recipe["val_views"]), 1)
+        spec = known[source]
+        if spec["source"] != "skimage":
+            raise CalibrationError(f"recipe {source}: unknown source kind '{spec['source']}'")
+        calib = _skimage_views(spec, spec["images"], num_calib, 0)
+        val = [] if val_dir else _skimage_views(spec, spec["holdout"], min(num_val, spec["val_views"]), 1)
+        public = source
         val_source = f"held out from recipe '{source}' (other photographs)"
-        caveat = None if val_dir else recipe.get("caveat")
+        caveat = None if val_dir else spec.get("caveat")
         from_recipe = not val_dir
     elif path.is_dir():
         samples = directory_samples(path, classes)
@@ -158,7 +146,8 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
             calib, val = _split(samples, num_calib, 0)[0], []
         else:
             calib, val = _split(samples, num_calib, num_val)
-        val_source = f"held out from {published(source)}"
+        public = folder_label(path)
+        val_source = f"held out from {public}"
         caveat, from_recipe = None, False
     else:
         raise CalibrationError(f"--calib {source!r} is neither a directory nor a recipe (recipes: "
@@ -174,7 +163,7 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
             val = directory_samples(vpath, classes)
             if len(val) > num_val:  # a seeded sample, not the first folders in name order
                 val = sorted(_split(val, num_val, 0)[0], key=lambda s: s.id)
-            val_source = published(str(vpath))
+            val_source = folder_label(vpath)
         caveat, from_recipe = None, False
         overlap = {s.digest for s in calib} & {s.digest for s in val}
         if overlap:
@@ -183,4 +172,4 @@ def select(source: str | None, num_calib: int, num_val: int, val_dir: str | None
     if len(calib) < MIN_CALIB_IMAGES:  # refused before anything is read or any warning about the rest
         raise CalibrationError(f"only {len(calib)} calibration image(s) in {source}; at least {MIN_CALIB_IMAGES} are "
                                "needed")
-    return Selection(source, calib, val, val_source, caveat, from_recipe, public, recipe)
+    return Selection(source, calib, val, val_source, public, caveat, from_recipe, recipe)

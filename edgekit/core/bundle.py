@@ -43,6 +43,11 @@ def bundle_name(variant: str, target: str, name: str | None = None) -> str:
     return f"{name}-{variant}-{target}-int8" if name else f"{variant}-{target}-int8"
 
 
+def folder_label(path: str | Path) -> str:
+    """How a bundle names a folder of images: by its own name, never where it lay on the build machine."""
+    return f"folder '{Path(path).name or path}'"
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -108,15 +113,14 @@ def check_schema(m: object, path: Path) -> dict:
             bad(f"the {precision} artifact {name!r} is not among the bundle's checksummed files")
     if not isinstance(m["target"].get("runtime"), str):
         bad("'target' names no runtime")
-    names = m["class_names"]
     for key in ("class_names", "class_wnids"):
         value = m.get(key) or []
         if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
             bad(f"'{key}' is not a list of names")
     if not all(isinstance(m["preprocessing"].get(k), int) for k in ("resize", "crop")):
         bad("'preprocessing' gives no resize and crop sizes")
-    shape = (m.get("output") or {}).get("shape")
-    if names is not None and isinstance(shape, list) and shape and shape[-1] != len(names):
+    shape, names = m["output"].get("shape"), m["class_names"]
+    if isinstance(shape, list) and shape and shape[-1] != len(names):
         bad(f"{len(names)} class names for {shape[-1]} outputs")
     return m
 

@@ -57,7 +57,7 @@ def list_images(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _label_resolver(root: Path, classes: ClassIndex | None) -> tuple[Callable[[Path], int | None], set[str], set[str]]:
+def label_resolver(root: Path, classes: ClassIndex | None) -> tuple[Callable[[Path], int | None], set[str], set[str]]:
     """How each image's label is found, and the sets that collect the top-level folders matching no class / one."""
     unmatched: set[str] = set()
     matched: set[str] = set()
@@ -100,7 +100,7 @@ def directory_samples(root: Path, classes: ClassIndex | None = None, report_unma
     (ImageNet), or the top-level folder's name matched to a class name (case and separators aside; ImageNet: a
     WordNet id) or index. Folders that match no class are reported once (their images are unlabelled)."""
     root = Path(root)
-    label_of, unmatched, matched = _label_resolver(root, classes)
+    label_of, unmatched, matched = label_resolver(root, classes)
     out = [Sample(str(p.relative_to(root)), (lambda p=p: open_rgb(p)), label_of(p), file_sha256(p))
            for p in list_images(root)]
     # reported for a model of your own classes, or where some folders are labels and these are not (strays)

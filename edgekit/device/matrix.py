@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.core.bundle import MANIFEST, artifact_bytes, bundle_name, file_sha256, read, write_atomic
+from edgekit.core.bundle import MANIFEST, artifact_bytes, bundle_name, file_sha256, folder_label, read, write_atomic
 from edgekit.core.targets import get_target
 from edgekit.core.variants import VARIANTS, resolve_variants
 from edgekit.device.verdict import verdict
@@ -166,7 +166,7 @@ def _calibrated_otherwise(path: Path, calib: str | None) -> str | None:
     if Path(want).is_file():  # a recipe file: the one the bundle records, by its digest
         same = (cal.get("recipe") or {}).get("sha256") == file_sha256(Path(want))
     else:  # a folder is recorded by its name only (no build-machine paths): same name, same folder
-        same = got in (want, f"folder '{Path(want).name}'") if Path(want).is_dir() else got == want
+        same = got in (want, folder_label(want)) if Path(want).is_dir() else got == want
     return None if same else got
 
 

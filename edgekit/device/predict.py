@@ -16,7 +16,7 @@ import numpy as np
 from edgekit.device.classifier import Classifier, Prediction
 from edgekit.device.frames import FrameSource
 from edgekit.core.classes import ClassIndex
-from edgekit.device.imagesets import IMAGE_SUFFIXES, _label_resolver, list_images
+from edgekit.device.imagesets import IMAGE_SUFFIXES, label_resolver, list_images
 from edgekit.errors import EdgekitError, StreamError
 
 @dataclass
@@ -89,7 +89,7 @@ def image_paths(inputs: Iterable[Path], classes: ClassIndex | None = None) -> tu
         root = p if p.is_dir() else p.parent  # a single file: only a WordNet id in its name labels it
         if root not in resolvers:
             try:
-                resolvers[root] = _label_resolver(root, classes)[0]
+                resolvers[root] = label_resolver(root, classes)[0]
             except (OSError, UnicodeDecodeError, csv.Error):  # an unreadable labels.csv: no labels, no crash
                 resolvers[root] = lambda f: None
         labels.update({f: lab for f in found if (lab := resolvers[root](f)) is not None})

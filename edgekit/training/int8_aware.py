@@ -5,7 +5,8 @@ weight scales, activation ranges, rounding and saturation of builder/onnx/simula
 with the integer weights and the biases as trainable values. Rounding passes gradients straight through (`ste_round`),
 so the forward pass is the artifact's arithmetic exactly and the backward pass sees where each weight would like to
 move. The teacher is the FP32 model the user gave: its logits on the calibration images, computed once. No labels are
-needed; where the images carry labels they add a small cross-entropy term.
+needed; with `label_weight` above 0, images that carry labels add a cross-entropy term (off by default: it pulls the
+model away from FP32, docs/quantization.md).
 
 Held out: a share of the calibration images never enters a gradient step. Their logit SQNR and top-1 agreement
 against FP32 are measured before the first step (the post-training model) and after every epoch; the epoch with the
@@ -35,7 +36,8 @@ class Student(Protocol):
     """A route's int8 artifact as a torch module (see the module docstring)."""
 
     w: torch.nn.ParameterList  # integer weights, in grid steps ("w.<i>")
-    b: torch.nn.ParameterList  # biases, in output units ("b.<i>")
+    b: torch.nn.ParameterList  # bias changes, in output units ("b.<i>")
+    # optionally s: activation grids, log factors on their scales ("s.<i>")
 
     def named_parameters(self): ...
 
@@ -107,7 +109,7 @@ def _held(student, x: torch.Tensor, teacher: np.ndarray, batch: int, epoch: int)
     return Held(epoch, d["logit_sqnr_db"], d["top1_agreement"])
 
 
-def tune(student: torch.nn.Module, x: torch.Tensor, teacher: Callable[[torch.Tensor], np.ndarray],
+def tune(student: Student, x: torch.Tensor, teacher: Callable[[torch.Tensor], np.ndarray],
          labels: np.ndarray | None, options: TuneOptions, progress: Progress = no_progress,
          say: Callable[[str], None] = lambda s: None) -> Tuned:
     """Fine-tune `student` (in place) on raw pixels x (N, 3, H, W; uint8, made float a batch at a time: memory

@@ -40,12 +40,17 @@ def _param(t: Tensor, values: np.ndarray, ndim: int) -> torch.Tensor:
     return v.reshape([1, -1] + [1] * (ndim - 2)) if v.numel() > 1 else v.reshape(())
 
 
-def fake_quant(x: torch.Tensor, t: Tensor) -> torch.Tensor:
-    """Round and clamp onto t's integer grid, back to float: what an int8 tensor can hold."""
+def fake_quant(x: torch.Tensor, t: Tensor, ste: bool = False) -> torch.Tensor:
+    """Round and clamp onto t's integer grid, back to float: what an int8 tensor can hold. ste: rounding passes
+    gradients straight through, no in-place steps (INT8-aware fine-tuning's autograd)."""
     if t.scale is None or t.type not in _INT:
         return x
     lo, hi = _INT[t.type]
     s, z = _param(t, t.scale, x.ndim), _param(t, t.zero_point, x.ndim)
+    if ste:
+        from edgekit.training.int8_aware import ste_round
+
+        return ((ste_round(x / s) + z).clamp(lo, hi) - z) * s
     return (torch.round(x / s) + z).clamp_(lo, hi).sub_(z).mul_(s)
 
 
@@ -135,6 +140,14 @@ def _other(op: Op, g: Graph, env: dict[int, torch.Tensor]) -> torch.Tensor:
     raise UnsupportedOp(op.kind)
 
 
+def float_op(op: Op, g: Graph, env: dict[int, torch.Tensor]) -> torch.Tensor:
+    """One op of the float graph (weights and biases dequantized if stored so)."""
+    if op.kind in LAYERS:
+        fw, fb = (dequant_const(g.tensors[j]) for j in op.inputs[1:3])
+        return _activation(op, _layer(op, env[op.inputs[0]], _torch_weight(op, fw), fb))
+    return _other(op, g, env)
+
+
 def _passband(op: Op, out_t: Tensor) -> tuple[float, float]:
     """Where the output follows its accumulator: inside the fused activation and the int8 grid (a range narrower
     than the data, e.g. percentile, clips too; those positions say nothing about the bias)."""
@@ -187,11 +200,10 @@ def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False, re
         for fop, qop in pairs(fg, qg):
             out_t = qg.tensors[qop.outputs[0]]
             if fop is not None and qop.kind in LAYERS:
-                fw, fb = (dequant_const(fg.tensors[j]) for j in fop.inputs[1:3])
-                fenv[fop.outputs[0]] = yf = _activation(fop, _layer(fop, fenv[fop.inputs[0]], _torch_weight(fop, fw),
-                                                                    fb))
-                if reround and rounding.worth_it(qop.kind, fw.shape):
-                    _reround(qop, qenv[qop.inputs[0]], fw, qg.tensors[qop.inputs[1]])
+                fenv[fop.outputs[0]] = yf = float_op(fop, fg, fenv)
+                fwt = fg.tensors[fop.inputs[1]]
+                if reround and rounding.worth_it(qop.kind, tuple(fwt.data.shape)):
+                    _reround(qop, qenv[qop.inputs[0]], dequant_const(fwt), qg.tensors[qop.inputs[1]])
                     rerounded += 1
                 acc = _accumulator(qop, qg, qenv)
                 bias_t = qg.tensors[qop.inputs[2]]
@@ -205,7 +217,7 @@ def run(fg: Graph, qg: Graph, pixels: np.ndarray, correct_bias: bool = False, re
                 qenv[qop.outputs[0]] = yq
             else:
                 if fop is not None:
-                    fenv[fop.outputs[0]] = _other(fop, fg, fenv)
+                    fenv[fop.outputs[0]] = float_op(fop, fg, fenv)
                 qenv[qop.outputs[0]] = _int8_op(qop, qg, qenv)
             _release(fop, fenv, flast)
             _release(qop, qenv, qlast)

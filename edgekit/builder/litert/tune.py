@@ -18,15 +18,6 @@ from edgekit.training.int8_aware import ste_round
 WEIGHT_Q = (-127, 127)  # symmetric int8 weights (ai-edge-quantizer's static_wi8_ai8)
 
 
-def _fake_quant_ste(x: torch.Tensor, t: Tensor) -> torch.Tensor:
-    """simulate.fake_quant with straight-through rounding and no in-place steps (autograd)."""
-    if t.scale is None or t.type not in simulate._INT:
-        return x
-    lo, hi = simulate._INT[t.type]
-    s, z = simulate._param(t, t.scale, x.ndim), simulate._param(t, t.zero_point, x.ndim)
-    return ((ste_round(x / s) + z).clamp(lo, hi) - z) * s
-
-
 def _grid_shape(t: Tensor) -> list[int]:
     shape = [1] * len(t.data.shape)
     if t.scale.size > 1:
@@ -66,12 +57,12 @@ class TFLiteStudent(torch.nn.Module):
                 w = ste_round(self.w[k]).clamp(*WEIGHT_Q) * self.scales[op.index]
                 acc = simulate._layer(op, env[op.inputs[0]], simulate._torch_weight(op, w), None)
                 b = (self.b0[k] + self.b[k]).reshape([1, -1] + [1] * (acc.ndim - 2))
-                y = _fake_quant_ste(simulate._activation(op, acc + b), out_t)
+                y = simulate.fake_quant(simulate._activation(op, acc + b), out_t, ste=True)
                 k += 1
             elif op.kind == "QUANTIZE":
-                y = _fake_quant_ste(env[op.inputs[0]], out_t)
+                y = simulate.fake_quant(env[op.inputs[0]], out_t, ste=True)
             else:
-                y = _fake_quant_ste(simulate._other(op, g, env), out_t)
+                y = simulate.fake_quant(simulate._other(op, g, env), out_t, ste=True)
             env[op.outputs[0]] = y
             simulate._release(op, env, last)
         return env[g.outputs[0]]
@@ -99,12 +90,7 @@ def teacher_logits(fg: Graph, x: torch.Tensor, batch: int = 16) -> np.ndarray:
         for i in range(0, len(x), batch):
             env = {fg.inputs[0]: x[i:i + batch].float()}
             for op in fg.ops:
-                if op.kind in LAYERS:
-                    fw, fb = (simulate.dequant_const(fg.tensors[j]) for j in op.inputs[1:3])
-                    env[op.outputs[0]] = simulate._activation(
-                        op, simulate._layer(op, env[op.inputs[0]], simulate._torch_weight(op, fw), fb))
-                else:
-                    env[op.outputs[0]] = simulate._other(op, fg, env)
+                env[op.outputs[0]] = simulate.float_op(op, fg, env)
                 simulate._release(op, env, last)
             out.append(env[fg.outputs[0]].float().numpy())
     return np.concatenate(out)

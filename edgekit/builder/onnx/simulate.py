@@ -35,18 +35,16 @@ def _bcast(t: torch.Tensor, axis: int, ndim: int) -> torch.Tensor:
     return t.reshape(shape)
 
 
-def _quantize(x, scale, zp, axis, dtype):
+def _quantize(x, scale, zp, axis, dtype, ste: bool = False):
+    """Integer values, kept in float for speed. ste: rounding passes gradients straight through, no in-place steps
+    (INT8-aware fine-tuning's autograd)."""
     lo, hi = _QRANGE[dtype]
     s, z = _bcast(scale, axis, x.ndim), _bcast(zp, axis, x.ndim)
-    return torch.round(x / s).add_(z).clamp_(lo, hi)  # integer values, kept in float for speed
+    if ste:
+        from edgekit.training.int8_aware import ste_round
 
-
-def _quantize_ste(x, scale, zp, axis, dtype):
-    """_quantize with straight-through rounding (INT8-aware fine-tuning) and no in-place steps (autograd)."""
-    from edgekit.training.int8_aware import ste_round
-
-    lo, hi = _QRANGE[dtype]
-    return (ste_round(x / _bcast(scale, axis, x.ndim)) + _bcast(zp, axis, x.ndim)).clamp(lo, hi)
+        return (ste_round(x / s) + z).clamp(lo, hi)
+    return torch.round(x / s).add_(z).clamp_(lo, hi)
 
 
 def _dequantize(q, scale, zp, axis):
@@ -129,7 +127,7 @@ class Graph:
             if op == "QuantizeLinear":
                 dtype = self.dtypes.get(node.input[2], np.dtype(np.uint8)) if len(node.input) > 2 else np.dtype(np.uint8)
                 zp = ins[2] if len(ins) > 2 else torch.zeros(())
-                out = (_quantize_ste if self.ste else _quantize)(ins[0], ins[1], zp, a.get("axis", 1), dtype)
+                out = _quantize(ins[0], ins[1], zp, a.get("axis", 1), dtype, self.ste)
             elif op == "DequantizeLinear":
                 zp = ins[2] if len(ins) > 2 else torch.zeros(())
                 out = _dequantize(ins[0], ins[1], zp, a.get("axis", 1)).float()

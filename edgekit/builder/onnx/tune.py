@@ -28,7 +28,7 @@ class QDQStudent(torch.nn.Module):
         self.graph = Graph(qmodel, ste=True)
         self.output = qmodel.graph.output[0].name
         self.inits = {i.name: i for i in qmodel.graph.initializer}
-        producer = {o: n for n in qmodel.graph.node for o in n.output}
+        self.producer = producer = {o: n for n in qmodel.graph.node for o in n.output}
         self.w, self.b = torch.nn.ParameterList(), torch.nn.ParameterList()
         self.layers: dict[str, dict] = {}  # node name -> where its weights and bias live
         for node in qmodel.graph.node:
@@ -95,7 +95,7 @@ class QDQStudent(torch.nn.Module):
         for name, k in self.scale_of.items():
             v = (self.graph.consts[name] * self.s[k].detach().exp()).numpy().astype(np.float32)
             self.inits[name].CopyFrom(numpy_helper.from_array(v, name))
-        producer = {o: n for n in self.model.graph.node for o in n.output}
+        producer = self.producer
         for e in self.layers.values():
             if e["bias_scale"] is not None and self.scale_of:  # int32 biases live on input scale x weight scale
                 dq_in = producer.get(e["node"].input[0])
