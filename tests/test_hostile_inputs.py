@@ -359,3 +359,54 @@ def test_a_golden_set_that_is_not_one_is_one_line_in_bench(default_build, tmp_pa
     (b / "manifest.json").write_text(json.dumps(m))
     r = run_cli("bench", str(b), "--runs", "2", "--threads", "1", env={"EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")})
     assert r.returncode == 2 and "is not a golden set" in r.stderr.strip().splitlines()[-1], r.stderr
+
+
+# --- a full disk names the destination that is full (item 5) ---------------------------------------------------------
+
+def _on_a_full_disk(tmp_path, size_kb: int, *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`edgekit ARGS` with tmp_path/full a tmpfs of `size_kb` in a mount namespace of its own (nothing outside sees
+    it); what the command left in it, as paths relative to it. Needs root and unshare (CI runs as root)."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare") or subprocess.run(["unshare", "-m", "true"]).returncode:
+        pytest.skip("a small tmpfs needs root and unshare -m (mount rights): run as root, as CI does")
+    full = tmp_path / "full"
+    full.mkdir(parents=True)
+    script = (f'mount -t tmpfs -o size={size_kb}k tmpfs "{full}" || exit 99; "$@"; rc=$?; '
+              f'(cd "{full}" && find . -mindepth 1 -type f) > "{tmp_path}/left.txt"; exit $rc')
+    args = [a.replace("FULL", str(full)) for a in args]
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "edgekit.cli", *args],
+                       capture_output=True, text=True, cwd=REPO)
+    if r.returncode == 99:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    return r, (tmp_path / "left.txt").read_text().split()
+
+
+def test_a_full_disk_names_the_destination_not_the_source(default_build, tmp_path):
+    store = tmp_path / "store"
+    run_cli("publish", str(default_build[0]), "--to", str(store), check=True)
+    for args in (["pull", str(store / default_build[0].name), "--to", "FULL"],
+                 ["publish", str(default_build[0]), "--to", "FULL/store"]):
+        r, left = _on_a_full_disk(tmp_path / args[0], 2048, *args)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 2 and last.startswith("error: no space left on the device of "), r.stderr
+        assert str(tmp_path / args[0] / "full") in last and str(store) not in last, last
+        assert str(default_build[0]) not in last and left == [], (last, left)
+
+
+def test_a_full_output_or_cache_directory_is_named_and_nothing_half_written_stays(default_build, cache_dir, tmp_path):
+    # the stages are cached (default_build's): only the bundle is written, to a disk too small for it
+    r, left = _on_a_full_disk(tmp_path / "out", 2048, "build", "--variant", "lite0", "--target", "x86",
+                              "--num-calib", "20", "--out", "FULL/dist", "--cache-dir", str(cache_dir))
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and f"no space left on the device of {tmp_path / 'out' / 'full' / 'dist'}" in last, last
+    assert left == []
+    # a cache on a full disk: the first stage's writer fails (a file name or none): the cache folder comes first
+    r, left = _on_a_full_disk(tmp_path / "cache", 1024, "build", "--variant", "lite0", "--target", "x86",
+                              "--num-calib", "20", "--out", str(tmp_path / "dist"), "--cache-dir", "FULL")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "no space left on" in last and "unexpected" not in last, r.stderr
+    full = tmp_path / "cache" / "full"
+    assert f"the device of {full}" in last or f"writing to: --cache-dir {full} (" in last, last
+    assert left == [] and not (tmp_path / "dist" / "lite0-x86-int8").exists()

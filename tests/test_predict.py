@@ -202,6 +202,83 @@ def test_frames_api_keeps_the_summary_when_a_source_stops(default_build):
     assert summary.stopped == "fake camera stopped sending frames after 3"
 
 
+class _Frames:
+    """A frame source of given frames that records which thread reads it and how far it has read."""
+
+    def __init__(self, frames, name="frames"):
+        self.frames, self.name, self.n, self.closed, self.threads = list(frames), name, 0, False, set()
+
+    def read(self):
+        self.threads.add(threading.current_thread().name)
+        if self.n == len(self.frames):
+            return None
+        self.n += 1
+        return self.frames[self.n - 1]
+
+    def close(self):
+        self.closed = True
+
+
+def test_frames_are_prepared_ahead_in_their_own_thread_with_results_identical_to_one_at_a_time(default_build, clip):
+    """Capture and preparation run a bounded number of frames ahead of inference, in another thread; every frame is
+    classified once, in order, with the probabilities the one-step-at-a-time path gives; stopping early stops the
+    thread before the source is closed."""
+    cap = cv2.VideoCapture(str(clip["video"]))
+    frames = []
+    while (ok_frame := cap.read())[0]:
+        frames.append(cv2.cvtColor(ok_frame[1], cv2.COLOR_BGR2RGB))
+    cap.release()
+    model = edgekit.load(default_build[0])
+    expected = [model.predictions(model.run(model.prepare(f))[0], 3) for f in frames]
+    source, summary = _Frames(frames, "clip"), predict_mod.Summary("frame", "clip")
+    got, ahead = [], []
+    for result in predict_mod.frames(model, source, 3, 1, summary):
+        got.append(result)
+        threading.Event().wait(0.2)  # a slow consumer: the reader goes ahead, but no further than the queue
+        ahead.append(source.n - len(got))
+    assert [r.frame for r in got] == list(range(len(frames))) and summary.read == summary.classified == len(frames)
+    assert [r.predictions for r in got] == expected  # the same classes and the same probabilities
+    assert source.threads == {"edgekit-prepare"} and source.closed
+    assert max(ahead) == predict_mod.AHEAD + 1 and ahead[-1] == 0  # the queue, plus the one in the reader's hands
+    # a consumer that stops after two frames: the reader thread is gone before the source is closed
+    source, summary = _Frames(frames), predict_mod.Summary("frame", "clip")
+    it = predict_mod.frames(model, source, 1, 1, summary)
+    assert [next(it).frame, next(it).frame] == [0, 1]
+    it.close()
+    assert source.closed and summary.read == 2 and summary.classified == 2
+    assert not [t for t in threading.enumerate() if t.name == "edgekit-prepare"]
+
+
+def test_preparation_is_the_one_call_resize_pixel_for_pixel():
+    """The two-call landscape resize (the crop's columns only in the second pass) and the integer input of arm64
+    give exactly the pixels and tensors of the one-call path that validated the bundles, on shapes of every kind."""
+    from PIL import Image as PILImage
+
+    from edgekit.device import preprocess
+
+    rng = np.random.default_rng(0)
+    shapes = [(640, 480), (480, 640), (1920, 1080), (256, 256), (257, 255), (300, 256), (100, 80), (224, 224),
+              (341, 256), (4000, 3000)] + [tuple(int(v) for v in rng.integers(24, 1400, 2)) for _ in range(30)]
+    for w, h in shapes:
+        img = PILImage.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8), "RGB")
+        for resize, crop in ((256, 224), (274, 240), (224, 224)):
+            nw, nh = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
+            if nw * nh > preprocess.MAX_RESIZED * resize * resize:
+                continue  # the absurd shapes' own path (test_hostile_inputs)
+            left, top = int(round((nw - crop) / 2.0)), int(round((nh - crop) / 2.0))
+            for interpolation in ("bicubic", "bilinear"):
+                one_call = np.asarray(img.resize((nw, nh), preprocess._INTERP[interpolation])
+                                      .crop((left, top, left + crop, top + crop)))
+                assert np.array_equal(preprocess.resize_crop(img, resize, crop, interpolation), one_call), (w, h)
+    px = rng.integers(0, 256, (224, 224, 3), np.uint8)
+    for q, dtype in (({"scale": 1.0, "zero_point": -128}, "int8"), ({"scale": 1.0, "zero_point": 0}, "uint8")):
+        contract = {"layout": "NHWC", "dtype": dtype, "mean": [0, 0, 0], "std": [1, 1, 1], "quantization": q}
+        float_path = np.clip(np.round(px[None].astype(np.float32) / q["scale"] + q["zero_point"]),
+                             np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+        got = preprocess.to_input(px, contract)
+        assert got.dtype == np.dtype(dtype) and np.array_equal(got, float_path)
+
+
 def test_predict_refuses_bad_input_in_one_line(default_build, tmp_path):
     bundle = str(default_build[0])
     (tmp_path / "notes.txt").write_text("hello")

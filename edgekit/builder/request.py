@@ -65,6 +65,8 @@ class Budget:
     def __post_init__(self):
         if self.max_drop is None and self.min_agreement is None:
             raise BudgetError("an accuracy budget needs --max-drop or --min-agreement")
+        if self.max_drop is not None and not 0 <= self.max_drop <= 100:  # INT8 is not asked to beat FP32
+            raise BudgetError(f"--max-drop {self.max_drop:g} is not a number of top-1 points in [0, 100]")
         if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
             raise BudgetError(f"--min-agreement {100 * self.min_agreement:g} is not a percentage in (0, 100]")
 

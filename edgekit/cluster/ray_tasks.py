@@ -22,7 +22,7 @@ from edgekit.cluster.matrix import Events, Pair, PairResult, first_line, build_p
 from edgekit.cluster.resources import CPUS_PER_PAIR, build_memory_bytes
 from edgekit.core import bundle as manifest
 from edgekit.core.targets import get_target
-from edgekit.errors import BuildError, ClusterError, ManifestError, PublishError
+from edgekit.errors import BuildError, ClusterError, ManifestError, PublishError, os_error_line
 from edgekit.publish.bundles import safe_files
 
 CONNECT_TIMEOUT_S = 10
@@ -192,5 +192,6 @@ def _collect(ray, ref, p: Pair, out_dir: Path, wall: float, retries: int, force:
     except (ManifestError, PublishError) as e:
         return PairResult(p, took, error=f"the bundle that came back is damaged: {e}", where=got["where"])
     except OSError as e:  # --out full or unwritable: this pair's failure, the others may still land
-        return PairResult(p, took, error=f"cannot write {p.name} to {out_dir}: {e.strerror}", where=got["where"])
+        return PairResult(p, took, error=f"cannot write {p.name} to {out_dir}: {os_error_line(e, {'--out': out_dir})}",
+                          where=got["where"])
     return PairResult(p, took, manifest.read(path, verify=False), where=got["where"], path=path)

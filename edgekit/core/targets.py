@@ -21,6 +21,7 @@ class Target:
     backend: str
     runtime: str
     device_extra: str  # the extra of edgekit's wheel that brings this target's runtime to a board
+    build_extra: str  # the extra a build machine needs for this target (pyproject.toml: build-x86, build-arm64)
     input_contract: str  # of the INT8 artifact (core/contract.py CONTRACTS)
     route: str = "onnx"  # the package edgekit.builder.<route> that makes its artifacts: "onnx" or "litert"
     fp32_input_contract: str | None = None  # when the FP32 reference takes another input than the INT8 artifact

@@ -40,7 +40,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 class Classifier:
-    """One artifact of a verified bundle, opened with its runtime. Not thread-safe: one per thread."""
+    """One artifact of a verified bundle, opened with its runtime. `run` (and what calls it) is for one thread at a
+    time; `decode`, `pixels` and `prepare` read only the manifest and may run beside it (predict does)."""
 
     def __init__(self, bundle: str | Path, precision: str = "int8", threads: int | None = None,
                  runtime: str = "auto"):
@@ -60,8 +61,10 @@ class Classifier:
         runtimes.check_format(self.runtime, self.artifact)
         # the runtime loads the bytes that were just hashed: a file swapped after the check is never run
         content = manifest.read_verified(self.path, self.manifest, runtimes.artifact_files(self.artifact))
+        # an application works between calls (predict prepares the next frame in another thread meanwhile): no
+        # runtime thread busy-waits on the core that work needs
         self._run = runtimes.open_runner(self.runtime, self.artifact, threads=threads,
-                                         fp32_reference=precision == "fp32", content=content)
+                                         fp32_reference=precision == "fp32", content=content, spin=False)
 
     def __repr__(self) -> str:
         return f"Classifier({self.manifest['name']!r}, {self.precision}, {self.runtime})"

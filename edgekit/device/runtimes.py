@@ -17,7 +17,8 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 
 
-def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None) -> Runner:
+def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None,
+                 spin: bool = True) -> Runner:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -27,12 +28,15 @@ def _onnxruntime(path: Path, threads: int | None, fp32_reference: bool, content:
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = threads
+    if not spin:  # its threads would busy-wait between runs on the cores the caller's other threads need
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(content[path.name] if content else str(path), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})[0]
 
 
-def _openvino(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None) -> Runner:
+def _openvino(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None,
+              spin: bool = True) -> Runner:
     try:
         import openvino as ov
     except ImportError:
@@ -72,7 +76,8 @@ def tflite_interpreter_class():
 
 
 
-def _litert(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None) -> Runner:
+def _litert(path: Path, threads: int | None, fp32_reference: bool, content: dict | None = None,
+            spin: bool = True) -> Runner:
     Interpreter, package = tflite_interpreter_class()
     data = content[path.name] if content else Path(path).read_bytes()
     # The interpreters verify the flatbuffer, but a file cut short before its header can still take the process
@@ -128,14 +133,15 @@ FORMATS = {"onnxruntime": (".onnx",), "openvino": (".xml", ".onnx"), "litert": (
 
 
 def open_runner(runtime: str, path: Path, threads: int | None = None, fp32_reference: bool = False,
-                content: dict[str, bytes] | None = None) -> Runner:
+                content: dict[str, bytes] | None = None, spin: bool = True) -> Runner:
     """`content`: the artifact's files already read (and verified) by the caller, by file name; the runtime loads
-    those bytes, not the files again."""
+    those bytes, not the files again. `spin`: the runtime's threads may busy-wait for the next run (onnxruntime's
+    default: the least latency back to back, as bench measures it); off where the caller works between runs."""
     if runtime not in RUNTIMES:
         raise RuntimeMissing(f"unknown runtime '{runtime}': known are {', '.join(RUNTIMES)}")
     path = Path(path)
     check_format(runtime, path)
-    return RUNTIMES[runtime](path, threads, fp32_reference, content)
+    return RUNTIMES[runtime](path, threads, fp32_reference, content, spin)
 
 
 def artifact_files(path: Path) -> list[str]:
