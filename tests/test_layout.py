@@ -111,6 +111,37 @@ def test_a_build_for_a_route_whose_extra_is_missing_is_one_line_before_any_work(
     assert not (tmp_path / "c").exists() and list(tmp_path.iterdir()) == []  # nothing started, nothing written
 
 
+@pytest.mark.parametrize("target, blocked", [("x86", ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")),
+                                             ("arm64", ("openvino",))])
+def test_a_route_builds_without_the_other_routes_packages(default_build, arm64_bundle, cache_dir, tmp_path, target,
+                                                          blocked):
+    """A build-x86 install has no LiteRT converter, a build-arm64 install no OpenVINO: every module of edgekit but
+    the other route's own imports without them, and the target's build runs (its stages cached by the session's
+    fixtures; cold, the same held: docs/design.md, Two installs)."""
+    args = {"x86": ["--num-calib", "20"], "arm64": ["--num-calib", "20", "--num-val", "16"]}[target]
+    other = {"x86": "edgekit.builder.litert", "arm64": None}[target]
+    modules = sorted(".".join(p.relative_to(PKG.parent).with_suffix("").parts) for p in PKG.rglob("*.py"))
+    modules = [m.removesuffix(".__init__") for m in modules
+               if not (other and m.startswith(other)) and not m.endswith("__main__")]
+    code = textwrap.dedent(f"""
+        import importlib, sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {blocked!r}:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        sys.meta_path.insert(0, Block())
+        for m in {modules!r}:
+            importlib.import_module(m)
+        sys.argv = ["edgekit", "build", "--variant", "lite0", "--target", {target!r}, *{args!r}, "--out",
+                    {str(tmp_path)!r}, "--cache-dir", {str(cache_dir)!r}]
+        from edgekit.cli import main
+        main()
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / f"lite0-{target}-int8" / "manifest.json").is_file()
+
+
 def test_device_side_imports_with_torch_and_onnx_unimportable():
     modules = sorted(f"edgekit.device.{p.stem}" for p in (PKG / "device").glob("*.py") if p.stem != "__init__")
     modules += sorted(f"edgekit.core.{p.stem}" for p in (PKG / "core").glob("*.py") if p.stem != "__init__")
