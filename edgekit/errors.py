@@ -119,6 +119,12 @@ class ChildFailed(EdgekitError):
         self.exit_code = code
 
 
+def first_line(e: BaseException | str, default: str | None = None) -> str:
+    """The first line of an error's message; `default` (else the error's type name) when it has none."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else (type(e).__name__ if default is None else default)
+
+
 def os_error_line(e: OSError, destinations: dict[str, object] | None = None) -> str:
     """An OSError as the one line a user acts on. A full disk names where the write went: shutil's errors carry the
     source first and the destination second; a write that carries no file name names the command's `destinations`
@@ -138,8 +144,7 @@ def os_error_line(e: OSError, destinations: dict[str, object] | None = None) -> 
         return folder
 
     if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-        return f"{e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]}" + (
-            f": {e.filename}" if e.filename else "")
+        return f"{e.strerror or first_line(e)}" + (f": {e.filename}" if e.filename else "")
     dest = next((d for d in (e.filename2, e.filename) if isinstance(d, (str, bytes, os.PathLike))), None)
     if dest is not None:
         return (f"no space left on the device of {existing(dest)} (writing {Path(os.fsdecode(dest)).name}): free "

@@ -12,15 +12,11 @@ import warnings
 import click
 
 from edgekit import __version__
-from edgekit.errors import EdgekitError, missing_extra_line, os_error_line
+from edgekit.errors import EdgekitError, first_line, missing_extra_line, os_error_line
 
 
 def _warn_line(message, category, filename, lineno, file=None, line=None):
     click.echo(f"warning: {message}", err=True)
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0]
 
 
 def _error(message: str, code: int):
@@ -35,7 +31,7 @@ class _Main(click.Group):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as e:
             where = f"; see `{e.ctx.command_path} --help`" if getattr(e, "ctx", None) else ""
-            _error(f"{_first_line(click.unstyle(e.format_message())).rstrip('.')}{where}", e.exit_code)
+            _error(f"{first_line(click.unstyle(e.format_message()), '').rstrip('.')}{where}", e.exit_code)
         except click.exceptions.Abort:
             _error("interrupted", 130)
         if not standalone_mode:
@@ -47,7 +43,7 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except EdgekitError as e:
             if not getattr(e, "already_reported", False):
-                click.echo(f"error: {_first_line(e)}", err=True)
+                click.echo(f"error: {first_line(e, '')}", err=True)
             ctx.exit(getattr(e, "exit_code", 2))
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
@@ -69,7 +65,7 @@ def _explain(e: Exception, command: str) -> tuple[str, int]:
         return line, 2
     if isinstance(e, OSError):  # a path the system refuses, a disk that fills
         return os_error_line(e), 2
-    return (f"unexpected {type(e).__name__}: {_first_line(e)} (a bug in edgekit: rerun with `edgekit --debug "
+    return (f"unexpected {type(e).__name__}: {first_line(e, '')} (a bug in edgekit: rerun with `edgekit --debug "
             f"{command} ...` for the traceback and report it)", 1)
 
 

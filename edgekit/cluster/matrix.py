@@ -19,7 +19,7 @@ from edgekit.builder.options import BuildOptions
 from edgekit.core import bundle as manifest
 from edgekit.core.targets import resolve_targets
 from edgekit.core.variants import resolve_variants
-from edgekit.errors import EdgekitError, missing_extra_line, os_error_line
+from edgekit.errors import EdgekitError, first_line, missing_extra_line, os_error_line
 from edgekit.progress import Progress, no_progress
 
 
@@ -100,10 +100,6 @@ def build_pair(pair: Pair, options: BuildOptions, out_dir: Path, progress: Progr
         return PairResult(pair, time.perf_counter() - t, error=f"unexpected {type(e).__name__}: {first_line(e)} "
                           "(a bug in edgekit: rerun this pair alone with `edgekit --debug build` and report it)")
     return PairResult(pair, time.perf_counter() - t, m, path=path)
-
-
-def first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 @dataclass

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from edgekit.builder.options import BuildOptions
-from edgekit.cluster.matrix import Events, Pair, PairResult, first_line, build_pair
+from edgekit.cluster.matrix import Events, Pair, PairResult, build_pair
 from edgekit.cluster.resources import CPUS_PER_PAIR, build_memory_bytes
 from edgekit.core import bundle as manifest
 from edgekit.core.targets import get_target
-from edgekit.errors import BuildError, ClusterError, ManifestError, PublishError, os_error_line
+from edgekit.errors import BuildError, ClusterError, ManifestError, PublishError, first_line, os_error_line
 from edgekit.publish.bundles import safe_files
 
 CONNECT_TIMEOUT_S = 10

@@ -99,17 +99,16 @@ def to_input(px: np.ndarray, contract: dict) -> np.ndarray:
     std = np.asarray(contract["std"], np.float32)
     normalised = bool(np.any(mean != 0) or np.any(std != 1))
     q = contract.get("quantization")
+    info = np.iinfo(np.dtype(contract["dtype"])) if q else None
     if x.dtype == np.uint8 and q and not normalised and q["scale"] == 1 and float(q["zero_point"]).is_integer():
         # pixels shifted by an integer zero point (arm64's q = pixel - 128): the float path's values, in integers
-        info = np.iinfo(np.dtype(contract["dtype"]))
         x = np.clip(x.astype(np.int16) + int(q["zero_point"]), info.min, info.max)
     else:
         x = x.astype(np.float32)
         if normalised:
             x = (x - mean) / std
-    if q and x.dtype == np.float32:
-        info = np.iinfo(np.dtype(contract["dtype"]))
-        x = np.clip(np.round(x / q["scale"] + q["zero_point"]), info.min, info.max)
+        if q:
+            x = np.clip(np.round(x / q["scale"] + q["zero_point"]), info.min, info.max)
     if contract["layout"] == "NCHW":
         x = x.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(x.astype(np.dtype(contract["dtype"])))
