@@ -53,7 +53,8 @@ def pair(variant: str, target: str, work: Path, cache: Path, common: list[str], 
     a, b = row["ptq"], row["tuned"]
     print(f"{variant} {target}: agreement {100 * a['agreement']:.2f} -> {100 * b['agreement']:.2f} %, SQNR "
           f"{a['logit_sqnr_db']:.2f} -> {b['logit_sqnr_db']:.2f} dB, "
-          f"{'shipped' if row['shipped'] else 'not kept'}, fine-tuning {row['tune_s']} s"
+          f"{'shipped' if row['shipped'] else 'kept on held-out, lost on validation' if row['kept'] else 'not kept'}, "
+          f"fine-tuning {row['tune_s']} s"
           f"{' (cached)' if row['tune_cached'] else ''}, p50 {row['latency_p50_ms']['ptq']:.2f} -> "
           f"{row['latency_p50_ms']['tuned']:.2f} ms", file=sys.stderr, flush=True)
     return row

@@ -48,8 +48,8 @@ class Opened:
 def _pytorch(variant, weights, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
-    from edgekit.builder import model as model_mod
-    from edgekit.builder import weights as weights_mod
+    from edgekit.models import network as model_mod
+    from edgekit.models import weights as weights_mod
 
     torch.set_num_threads(threads)
     net = model_mod.with_pixel_input(weights_mod.build_model(variant, weights)).eval()

@@ -70,7 +70,7 @@ def selection(variant, mode: Mode, calib: str | None):
 
 def measure_variant(name: str, bundles: dict, mode: Mode, calib: str | None, work: Path, clock: Clock) -> dict:
     """Speed (1 and 2 threads) and fidelity of every path for one variant."""
-    from edgekit.builder.weights import resolve_weights
+    from edgekit.models.weights import resolve_weights
     from edgekit.core import arch, contract
     from edgekit.core.variants import get_variant
     from edgekit.device import harness, metrics, preprocess

@@ -2,7 +2,7 @@
 search (analysis/) between validation and the golden set.
 
     variant + weights ─► route (onnx: export ─► QDQ quantize ─► backend; litert: convert ─► int8 quantize)
-                     ─► [INT8-aware fine-tuning of the int8 integers, --int8-aware: training/int8_aware.py]
+                     ─► [INT8-aware fine-tuning of the int8 integers, --int8-aware: builder/int8_aware.py]
                      ─► validate (INT8 vs FP32 on held-out images, the target's runtime)
                      ─► accuracy budget (analysis/budget.py, when asked) ─► golden set ─► bundle
 
@@ -17,7 +17,8 @@ import time
 import warnings
 from pathlib import Path
 
-from edgekit.analysis.budget import MAX_SLOWDOWN, Chosen, meet_budget, mixed_latency
+from edgekit.analysis.budget import MAX_SLOWDOWN, meet_budget, mixed_latency
+from edgekit.analysis.choice import Chosen, tuned_or_post_training
 from edgekit.builder.bundle import check_replace, write_bundle
 from edgekit.builder.cache import Cache
 from edgekit.builder.calibration import recipes
@@ -41,11 +42,16 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
     arts = route.artifacts(run, req)
     if req.tune is not None:
         tuned, tuning = route.tune(run, req, arts)
+        st = tuned_or_post_training(run, req, arts, tuned, tuning)
         if not tuning["kept"]:
             warnings.warn(f"INT8-aware fine-tuning did not improve on post-training quantization on the held-out "
                           f"calibration images (logit SQNR {tuning['held_out_before']['logit_sqnr_db']:.2f} dB, "
                           "agreement as good or better); the bundle keeps the post-training model")
-        st = Chosen(tuned, stage_validate(run, req, tuned.tgt), req.quant, tuning=tuning, base=arts)
+        elif not st.tuned:
+            v = st.tuning["validation"]
+            warnings.warn(f"the INT8-aware fine-tuned model scored below the post-training one on the validation "
+                          f"images ({_figures(v['tuned'])} against {_figures(v['post_training'])}); the bundle "
+                          "keeps the post-training model and the manifest records both")
     else:
         st = Chosen(arts, stage_validate(run, req, arts.tgt), req.quant)
     if req.budget is not None:
@@ -70,6 +76,10 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
     path = write_bundle(dataclasses.replace(req, quant=st.quant), st.arts, st.val, gold, run.log, st.mixed, found,
                         tuning)
     return path, json.loads((path / manifest.MANIFEST).read_text())
+
+
+def _figures(v: dict) -> str:
+    return f"agreement {100 * (v['top1_agreement'] or 0):.2f} %, logit SQNR {v['logit_sqnr_db'] or 0:.2f} dB"
 
 
 def analyze(req: BuildRequest, c: Cache, images: int, progress: Progress = no_progress) -> dict:

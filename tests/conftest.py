@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import onnx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,6 +15,71 @@ SAMPLE = SHARED / "data" / "imagenet-sample"
 CLASSES_TSV = SHARED / "data" / "imagenet-classes.tsv"
 
 needs_shared = pytest.mark.skipif(not SAMPLE.is_dir(), reason="../shared/data/imagenet-sample is absent")
+
+# The tiers, applied here and nowhere else (markers registered in pyproject.toml). A test gets a marker from the
+# fixtures it uses (FIXTURE_MARKS, followed through the fixtures they use) or from its own name (TEST_MARKS: tests that
+# build, train or start a service themselves); every one of them also gets `slow`. The fast tier is
+# `pytest -m "not slow"`: everything else, on tiny synthetic bundles and in-process command lines.
+FIXTURE_MARKS = {
+    "default_build": "build", "arm64_bundle": "build", "sample_builds": "build", "lite0_fp32": "build",
+    "onnx_bundle": "build", "bundles": "build", "trained": "train", "device_venv": "venv", "slim_env": "venv",
+    "registry": "registry", "sshd": "board", "two_boards": "board", "board_site": "board", "cluster": "ray",
+}
+TEST_MARKS = {  # test function name -> markers
+    "test_registry_credentials_from_env_or_docker_config_never_printed": ("registry",),
+    **dict.fromkeys([  # each builds a real variant itself
+        "test_jobs_share_one_cache_without_a_race", "test_failed_pair_fails_alone_in_processes_and_in_order",
+        "test_budget_that_cannot_hold_searches_then_fails_saying_which_layers",
+        "test_arm64_budget_raises_activations_to_int16_then_fails_naming_them",
+        "test_budget_met_by_the_default_is_recorded_with_its_near_ties",
+        "test_arm64_int8_aware_keeps_the_integer_only_graph",
+        "test_build_int8_aware_ships_the_tuned_int8_beside_the_original_fp32",
+        "test_the_budget_tries_int8_aware_before_raising_layers",
+        "test_a_killed_build_leaves_nothing_the_next_one_does_not_sweep",
+        "test_random_weights_are_said_in_plain_words", "test_a_published_bundle_names_no_path_of_the_build_machine",
+        "test_a_build_records_the_recipe_by_name_and_digest",
+        "test_a_small_calibration_folder_warns_and_the_manifest_records_it",
+        "test_a_changed_variant_fact_rebuilds_the_stages_that_read_it", "test_ctrl_c_is_one_line_and_exit_130",
+        "test_directory_of_corrupt_images_is_refused",  # lite0 is exported before the images are read
+    ], ("build",)),
+    **dict.fromkeys([  # each trains a real variant itself
+        "test_bad_training_data_is_one_line_and_writes_nothing",
+        "test_the_same_seed_gives_the_same_checkpoint_and_nothing_is_left_on_ctrl_c",
+        "test_unreadable_training_images_are_one_warning_and_training_goes_on",
+        "test_ctrl_c_in_edgekit_train_is_exit_130_and_writes_nothing",
+    ], ("train",)),
+    "test_the_data_folders_are_at_the_top_and_every_wheel_carries_them": ("venv",),  # builds wheels
+}
+TIER_MARKS = ("build", "train", "venv", "board", "registry", "ray")
+
+
+def pytest_configure(config):
+    """No test reads or writes the user's stage cache or bench history: both point into a directory of the run's
+    own (a test that wants another one passes --cache-dir or sets the variable itself)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="edgekit-tests-"))
+    config._edgekit_home = root
+    os.environ["EDGEKIT_CACHE_DIR"] = str(root / "cache")
+    os.environ["EDGEKIT_HISTORY"] = str(root / "history.jsonl")
+    (root / "work").mkdir()
+    os.environ["EDGEKIT_TEST_WORKDIR"] = str(root / "work")
+
+
+def pytest_unconfigure(config):
+    root = getattr(config, "_edgekit_home", None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marks = {FIXTURE_MARKS[f] for f in item.fixturenames if f in FIXTURE_MARKS}
+        marks.update(TEST_MARKS.get(item.originalname, ()))
+        for m in sorted(marks):
+            item.add_marker(m)
+        if marks or any(item.get_closest_marker(m) for m in TIER_MARKS):
+            item.add_marker("slow")
 
 
 def free_port() -> int:
@@ -40,10 +104,12 @@ def wait_for_port(port: int, seconds: float = 10.0) -> bool:
     return False
 
 
-def run_cli(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    """Run `edgekit` as a user would (a separate process, real exit code and streams)."""
+def run_cli(*args: str, env: dict | None = None, check: bool = False, cwd: Path | None = None) \
+        -> subprocess.CompletedProcess:
+    """Run `edgekit` as a user would (a separate process, real exit code and streams), in the run's own working
+    directory unless told (a default --out dist lands there, never in the checkout)."""
     r = subprocess.run([sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True,
-                       env={**os.environ, **(env or {})}, cwd=REPO)
+                       env={**os.environ, **(env or {})}, cwd=cwd or os.environ["EDGEKIT_TEST_WORKDIR"])
     if check and r.returncode != 0:
         raise AssertionError(f"edgekit {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
     return r
@@ -52,6 +118,25 @@ def run_cli(*args: str, env: dict | None = None, check: bool = False) -> subproc
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """The x86 bundle of tests/tiny.py (3 classes, 48-pixel input, seeded random weights), built in this process in
+    seconds: for tests that need a bundle, not a real variant's figures."""
+    from tests import tiny
+
+    root = tmp_path_factory.mktemp("tiny")
+    return tiny.build("x86", root / "dist", root / "cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tmp_path_factory, tiny_bundle) -> dict[str, Path]:
+    """The tiny bundle for every target: {target: bundle}."""
+    from tests import tiny
+
+    root = tiny_bundle.parent.parent
+    return {"x86": tiny_bundle, **{t: tiny.build(t, root / "dist", root / "cache") for t in ("onnx", "arm64")}}
 
 
 @pytest.fixture(scope="session")
@@ -73,21 +158,13 @@ def arm64_bundle(tmp_path_factory, cache_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lite0_fp32(default_build, cache_dir) -> Path:
-    # the session cache also holds other variants' exports (matrix tests): take lite0's, by its input size
-    from edgekit.core.variants import get_variant
-
-    size = get_variant("lite0").input_size
-
-    def dims(value) -> list[int]:
-        return [d.dim_value for d in value.type.tensor_type.shape.dim]
-
-    # lite0's input size and ImageNet's 1000 outputs (a model of three classes of the training tests is not it)
-    found = [p for p in sorted(cache_dir.glob("export/*/model.fp32.onnx"))
-             if (g := onnx.load(str(p), load_external_data=False).graph) and dims(g.input[0])[2] == size
-             and dims(g.output[0])[-1] == 1000]
-    assert found, "default build left no cached lite0 export"
-    return found[0]
+def lite0_fp32(default_build, cache_dir, tmp_path_factory) -> Path:
+    """The FP32 ONNX export of default_build: the onnx target of the same build (it shares the export and the
+    quantization in the cache: seconds) carries it as its FP32 twin."""
+    out = tmp_path_factory.mktemp("onnx")
+    run_cli("build", "--variant", "lite0", "--target", "onnx", "--num-calib", "20", "--out", str(out),
+            "--cache-dir", str(cache_dir), check=True)
+    return out / "lite0-onnx-int8" / "model.fp32.onnx"
 
 
 @pytest.fixture(scope="session")

@@ -12,22 +12,23 @@ from edgekit.core import bundle as manifest
 from edgekit.publish import reports
 
 from .conftest import REPO, run_cli
+from .test_publish import NAME
 from .test_publish import registry  # noqa: F401  (the fixture: Debian's docker-registry on 127.0.0.1)
 
 
 @pytest.fixture(scope="module")
-def measured(default_build, tmp_path_factory):
-    """Two real bench runs of the default build in one history: this machine, and the same run reading the Pi 4
+def measured(tiny_bundle, tmp_path_factory):
+    """Two real bench runs of the tiny bundle in one history: this machine, and the same run reading the Pi 4
     fixture tree for its fingerprint (another device kind in the listing)."""
     d = tmp_path_factory.mktemp("measured")
     hist = d / "history.jsonl"
     files = []
     for name, env in (("here", {}), ("pi4", {"EDGEKIT_SYSROOT": str(REPO / "tests/fixtures/sysroots/pi4")})):
         out = d / f"{name}.json"
-        run_cli("bench", str(default_build[0]), "--runs", "2", "--warmup", "1", "--threads", "1", "--golden-limit",
+        run_cli("bench", str(tiny_bundle), "--runs", "2", "--warmup", "1", "--threads", "1", "--golden-limit",
                 "4", "--json", str(out), env={"EDGEKIT_HISTORY": str(hist), **env}, check=True)
         files.append(out)
-    return {"history": hist, "files": files, "bundle": default_build[0]}
+    return {"history": hist, "files": files, "bundle": tiny_bundle}
 
 
 def _blob(registry, digest: str):
@@ -49,7 +50,7 @@ def test_registry_attach_list_pull(registry, measured, tmp_path):  # noqa: F811
     assert "nothing to attach" in again.stdout
     # the listing: per device kind, the p50s the reports measured
     rows = json.loads(run_cli("ls", repo, "--json", check=True).stdout)
-    assert [x["name"] for x in rows] == ["lite0-x86-int8"]  # the referrers tag is no bundle
+    assert [x["name"] for x in rows] == [NAME]  # the referrers tag is no bundle
     got = {b["device"]: b for b in rows[0]["bench"]}
     runs = [json.loads(f.read_text()) for f in measured["files"]]
     assert len(got) == 2 and any(d.startswith("Raspberry Pi 4") for d in got)
@@ -60,8 +61,8 @@ def test_registry_attach_list_pull(registry, measured, tmp_path):  # noqa: F811
     text = run_cli("ls", repo, check=True).stdout
     assert text.count("measured on") == 2 and "p50 INT8" in text
     # the pull brings them, byte for byte, beside the bundle
-    r = run_cli("pull", f"{repo}:lite0-x86-int8", "--to", str(tmp_path / "got"), check=True)
-    folder = tmp_path / "got" / "lite0-x86-int8.bench"
+    r = run_cli("pull", f"{repo}:{NAME}", "--to", str(tmp_path / "got"), check=True)
+    folder = tmp_path / "got" / f"{NAME}.bench"
     assert "2 bench report(s)" in r.stdout
     assert sorted(p.read_bytes() for p in folder.iterdir()) == sorted(reports.encode(x) for x in runs)
     # a report altered in the registry is refused, and nothing is placed
@@ -70,7 +71,7 @@ def test_registry_attach_list_pull(registry, measured, tmp_path):  # noqa: F811
     original = blob.read_bytes()
     blob.write_bytes(original.replace(b'"int8"', b'"INT8"', 1))
     try:
-        r = run_cli("pull", f"{repo}:lite0-x86-int8", "--to", str(tmp_path / "got2"))
+        r = run_cli("pull", f"{repo}:{NAME}", "--to", str(tmp_path / "got2"))
     finally:
         blob.write_bytes(original)
     assert r.returncode == 2 and "does not match its digest" in r.stderr
@@ -99,30 +100,30 @@ def test_directory_store_attach_list_pull(measured, tmp_path):
     fleet_json.write_text(json.dumps({"rows": [], "reports": [json.loads(f.read_text()) for f in measured["files"]]}))
     r = run_cli("publish", str(bundle), "--to", str(shelf), "--bench", str(fleet_json), check=True)
     assert "attached 2 bench report(s)" in r.stdout
-    record = json.loads((shelf / "lite0-x86-int8.edgekit.json").read_text())
+    record = json.loads((shelf / f"{NAME}.edgekit.json").read_text())
     assert len(record["reports"]) == 2
-    assert sorted(p.name for p in (shelf / "lite0-x86-int8.bench").iterdir()) == sorted(
+    assert sorted(p.name for p in (shelf / f"{NAME}.bench").iterdir()) == sorted(
         e["file"] for e in record["reports"])
     rows = json.loads(run_cli("ls", str(shelf), "--json", check=True).stdout)
     assert len(rows[0]["bench"]) == 2
-    run_cli("pull", str(shelf / "lite0-x86-int8"), "--to", str(tmp_path / "got"), check=True)
-    assert len(list((tmp_path / "got" / "lite0-x86-int8.bench").iterdir())) == 2
+    run_cli("pull", str(shelf / NAME), "--to", str(tmp_path / "got"), check=True)
+    assert len(list((tmp_path / "got" / f"{NAME}.bench").iterdir())) == 2
     # republishing the same build keeps its reports; an altered report is refused on pull
     assert "nothing to do" in run_cli("publish", str(bundle), "--to", str(shelf), check=True).stdout
-    victim = shelf / "lite0-x86-int8.bench" / record["reports"][0]["file"]
+    victim = shelf / f"{NAME}.bench" / record["reports"][0]["file"]
     victim.write_bytes(victim.read_bytes().replace(b'"int8"', b'"INT8"', 1))
-    r = run_cli("pull", str(shelf / "lite0-x86-int8"), "--to", str(tmp_path / "got3"))
+    r = run_cli("pull", str(shelf / NAME), "--to", str(tmp_path / "got3"))
     assert r.returncode == 2 and "does not match its digest" in r.stderr and not (tmp_path / "got3").exists()
     # a different build replacing it leaves no reports of the old one behind
-    other = tmp_path / "other" / "lite0-x86-int8"
+    other = tmp_path / "other" / NAME
     shutil.copytree(bundle, other)
     m = json.loads((other / "manifest.json").read_text())
     m["created"] = "2000-01-01T00:00:00+00:00"
     (other / "manifest.json").write_text(json.dumps(m))
     run_cli("publish", str(other), "--to", str(shelf), "--force", check=True)
-    assert not (shelf / "lite0-x86-int8.bench").exists()
+    assert not (shelf / f"{NAME}.bench").exists()
     assert json.loads(run_cli("ls", str(shelf), "--json", check=True).stdout)[0]["bench"] == []
-    assert manifest.file_sha256(shelf / "lite0-x86-int8" / "manifest.json") == manifest.file_sha256(
+    assert manifest.file_sha256(shelf / NAME / "manifest.json") == manifest.file_sha256(
         other / "manifest.json")
 
 
@@ -132,30 +133,30 @@ def test_directory_store_refuses_planted_and_escaping_reports(measured, tmp_path
     bundle = measured["bundle"]
     shelf = tmp_path / "shelf"
     run_cli("publish", str(bundle), "--to", str(shelf), "--bench", str(measured["files"][0]), check=True)
-    record_file = shelf / "lite0-x86-int8.edgekit.json"
+    record_file = shelf / f"{NAME}.edgekit.json"
     clean = record_file.read_text()
     other = json.loads(measured["files"][0].read_text())
     other["bundle"]["manifest_sha256"] = "1" * 64
     data = reports.encode(other)
-    (shelf / "lite0-x86-int8.bench" / reports.file_name(data)).write_bytes(data)
+    (shelf / f"{NAME}.bench" / reports.file_name(data)).write_bytes(data)
     record = json.loads(clean)
     record["reports"].append({"file": reports.file_name(data), "sha256": hashlib.sha256(data).hexdigest(),
                               "summary": reports.summary(other)})
     record_file.write_text(json.dumps(record))
-    r = run_cli("pull", str(shelf / "lite0-x86-int8"), "--to", str(tmp_path / "got"))
+    r = run_cli("pull", str(shelf / NAME), "--to", str(tmp_path / "got"))
     assert r.returncode == 2 and "measured another build" in r.stderr and not (tmp_path / "got").exists()
     record["reports"][-1]["file"] = "../../evil.json"
     record_file.write_text(json.dumps(record))
-    for args in (["pull", str(shelf / "lite0-x86-int8"), "--to", str(tmp_path / "got")], ["ls", str(shelf)]):
+    for args in (["pull", str(shelf / NAME), "--to", str(tmp_path / "got")], ["ls", str(shelf)]):
         r = run_cli(*args)
         assert r.returncode == 2 and "refusing file name" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "evil.json").exists() and not (tmp_path / "got").exists()
     # a listed report that went missing is skipped with a warning; the bundle and the others still come
     record_file.write_text(clean)
     listed = json.loads(clean)["reports"][0]["file"]
-    (shelf / "lite0-x86-int8.bench" / listed).unlink()
-    r = run_cli("pull", str(shelf / "lite0-x86-int8"), "--to", str(tmp_path / "got"), check=True)
-    assert "missing from the store; skipped" in r.stderr and (tmp_path / "got" / "lite0-x86-int8").is_dir()
+    (shelf / f"{NAME}.bench" / listed).unlink()
+    r = run_cli("pull", str(shelf / NAME), "--to", str(tmp_path / "got"), check=True)
+    assert "missing from the store; skipped" in r.stderr and (tmp_path / "got" / NAME).is_dir()
 
 
 def test_signing_a_published_bundle_keeps_its_reports(registry, measured, tmp_path):  # noqa: F811
@@ -170,7 +171,7 @@ def test_signing_a_published_bundle_keeps_its_reports(registry, measured, tmp_pa
         rows = json.loads(run_cli("ls", dest, "--json", check=True).stdout)
         assert len(rows[0]["bench"]) == 2, (dest, rows[0]["bench"])
         assert rows[0]["vnd.edgekit.signature.key-id"] == kid and f" {kid} " in run_cli("ls", dest, check=True).stdout
-        src = f"{dest}:lite0-x86-int8" if dest.startswith("oci://") else f"{dest}/lite0-x86-int8"
+        src = f"{dest}:{NAME}" if dest.startswith("oci://") else f"{dest}/{NAME}"
         got = tmp_path / ("got-oci" if dest.startswith("oci://") else "got-dir")
         r = run_cli("pull", src, "--to", str(got), "--verify-key", str(tmp_path / "key.pub"), check=True)
         assert "2 bench report(s)" in r.stdout and "not signed" in r.stdout

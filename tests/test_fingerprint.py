@@ -114,10 +114,10 @@ def test_verdict_causes_from_the_fingerprint():
     assert verdict(_report(_fp("pi4"), 50.0, 100.0))["causes"] == []
 
 
-def test_bench_records_this_machine_and_a_fixture_board(default_build, tmp_path):
+def test_bench_records_this_machine_and_a_fixture_board(tiny_bundle, tmp_path):
     """A real bench run: its own fingerprint, thermal samples and verdict, in the JSON, the history and the printed
     header; and with EDGEKIT_SYSROOT a Pi 4 tree, whose governor makes the run not comparable."""
-    bundle = default_build[0]
+    bundle = tiny_bundle
     env = {"EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")}
     r = run_cli("bench", str(bundle), "--runs", "3", "--threads", "1", "--json", str(tmp_path / "here.json"),
                 env=env, check=True)
@@ -153,16 +153,16 @@ def test_bench_records_this_machine_and_a_fixture_board(default_build, tmp_path)
         assert im.format == "PNG" and im.size[1] > 100
 
 
-def test_report_skips_a_broken_history_line_and_refuses_bad_inputs(default_build, tmp_path):
+def test_report_skips_a_broken_history_line_and_refuses_bad_inputs(tiny_bundle, tmp_path):
     env = {"EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")}
-    run_cli("bench", str(default_build[0]), "--runs", "2", "--threads", "1", env=env, check=True)
+    run_cli("bench", str(tiny_bundle), "--runs", "2", "--threads", "1", env=env, check=True)
     with open(tmp_path / "h.jsonl", "a") as f:
         f.write('{"kind": "edgekit-bench", "cut short\n')  # a run killed while writing
     r = run_cli("report", env=env, check=True)
     assert len(r.stdout.strip().splitlines()) == 2 and "skipped 1 line(s) that are not valid JSON (line 2)" in r.stderr
     r = run_cli("report", "--plot", str(tmp_path / "chart.txt"), env=env)
     assert r.returncode == 2 and "ending in .png" in r.stderr and not (tmp_path / "chart.txt").exists()
-    r = run_cli("bench", str(default_build[0]), "--runs", "2", env={**env, "EDGEKIT_SYSROOT": str(tmp_path / "no")})
+    r = run_cli("bench", str(tiny_bundle), "--runs", "2", env={**env, "EDGEKIT_SYSROOT": str(tmp_path / "no")})
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and lines[-1] == f"error: EDGEKIT_SYSROOT={tmp_path / 'no'} is not a directory: unset it " \
                                               "to probe this machine"

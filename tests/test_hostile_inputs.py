@@ -122,27 +122,28 @@ def _newer_copy(bundle, where):
     return newer
 
 
-def test_a_signed_bundle_served_under_another_name_is_refused(default_build, tmp_path):
+def test_a_signed_bundle_served_under_another_name_is_refused(tiny_bundle, tmp_path):
     import shutil
 
     run_cli("keygen", str(tmp_path / "key"), check=True)
-    src = _signed_store(default_build[0], tmp_path, tmp_path / "key")
-    # someone who can write to the store puts the signed lite0 (and its record) where lite1 is asked for
-    shutil.copytree(src, src.parent / "lite1-x86-int8")
-    shutil.copyfile(src.parent / "lite0-x86-int8.edgekit.json", src.parent / "lite1-x86-int8.edgekit.json")
-    r = run_cli("pull", str(src.parent / "lite1-x86-int8"), "--to", str(tmp_path / "got"), "--verify-key",
+    src = _signed_store(tiny_bundle, tmp_path, tmp_path / "key")
+    # someone who can write to the store puts the signed bundle (and its record) where another is asked for
+    other = "cats-tiny-x86-int8"
+    shutil.copytree(src, src.parent / other)
+    shutil.copyfile(src.parent / f"{tiny_bundle.name}.edgekit.json", src.parent / f"{other}.edgekit.json")
+    r = run_cli("pull", str(src.parent / other), "--to", str(tmp_path / "got"), "--verify-key",
                 str(tmp_path / "key.pub"))
-    assert r.returncode == 2 and "signed as 'lite0-x86-int8', not as 'lite1-x86-int8'" in r.stderr, r.stderr
+    assert r.returncode == 2 and f"signed as '{tiny_bundle.name}', not as '{other}'" in r.stderr, r.stderr
     assert not (tmp_path / "got").exists()
     # asked by its own name, it is the bundle it says it is
     run_cli("pull", str(src), "--to", str(tmp_path / "got"), "--verify-key", str(tmp_path / "key.pub"), check=True)
 
 
-def test_an_older_signed_build_does_not_replace_a_newer_one_without_allow_downgrade(default_build, tmp_path):
+def test_an_older_signed_build_does_not_replace_a_newer_one_without_allow_downgrade(tiny_bundle, tmp_path):
     run_cli("keygen", str(tmp_path / "key"), check=True)
-    old = _signed_store(default_build[0], tmp_path, tmp_path / "key")
+    old = _signed_store(tiny_bundle, tmp_path, tmp_path / "key")
     new_store = tmp_path / "new-store"
-    run_cli("publish", str(_newer_copy(default_build[0], tmp_path / "built")), "--to", str(new_store), "--sign",
+    run_cli("publish", str(_newer_copy(tiny_bundle, tmp_path / "built")), "--to", str(new_store), "--sign",
             str(tmp_path / "key"), check=True)
     board, key = tmp_path / "board", str(tmp_path / "key.pub")
     run_cli("pull", str(new_store / old.name), "--to", str(board), "--verify-key", key, check=True)
@@ -154,7 +155,7 @@ def test_an_older_signed_build_does_not_replace_a_newer_one_without_allow_downgr
     assert (board / old.name / "manifest.json").read_bytes() == (old / "manifest.json").read_bytes()
 
 
-def test_a_signature_over_the_digest_alone_is_refused_clearly(default_build, tmp_path):
+def test_a_signature_over_the_digest_alone_is_refused_clearly(tiny_bundle, tmp_path):
     import base64
     import json
 
@@ -162,8 +163,8 @@ def test_a_signature_over_the_digest_alone_is_refused_clearly(default_build, tmp
     from edgekit.publish import signing
 
     run_cli("keygen", str(tmp_path / "key"), check=True)
-    src = _signed_store(default_build[0], tmp_path, tmp_path / "key")
-    record_path = src.parent / "lite0-x86-int8.edgekit.json"
+    src = _signed_store(tiny_bundle, tmp_path, tmp_path / "key")
+    record_path = src.parent / f"{tiny_bundle.name}.edgekit.json"
     record = json.loads(record_path.read_text())
     key = signing._load(tmp_path / "key", private=True)  # what an edgekit before statements signed
     digest = manifest.file_sha256(src / "manifest.json")
@@ -210,9 +211,9 @@ def test_keygen_creates_its_files_itself_and_keys_are_read_with_a_limit(tmp_path
     assert any("readable by others" in str(x.message) for x in w)
 
 
-def test_verify_key_dev_zero_is_one_line_before_anything_is_copied(default_build, tmp_path):
+def test_verify_key_dev_zero_is_one_line_before_anything_is_copied(tiny_bundle, tmp_path):
     run_cli("keygen", str(tmp_path / "key"), check=True)
-    src = _signed_store(default_build[0], tmp_path, tmp_path / "key")
+    src = _signed_store(tiny_bundle, tmp_path, tmp_path / "key")
     r = run_cli("pull", str(src), "--to", str(tmp_path / "got"), "--verify-key", "/dev/zero")
     assert r.returncode == 2 and "not a key file" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "got").exists()
@@ -246,15 +247,15 @@ def _files(m, extra):
     (lambda m: [m], "a JSON list, not an object"),
     (lambda m: {**m, "files": list(m["files"])}, "'files' is not a map"),
     (lambda m: {k: v for k, v in m.items() if k != "target"}, "'target' is missing"),
-    (lambda m: {**m, "class_names": m["class_names"][:3]}, "3 class names for 1000 outputs"),
+    (lambda m: {**m, "class_names": m["class_names"][:2]}, "2 class names for 3 outputs"),
     (lambda m: {**m, "files": {**m["files"], "labels.txt": 7}}, "no sha256 digest"),
     (lambda m: "[" * 100000 + "]" * 100000, "is not valid JSON"),
 ])
-def test_a_malformed_or_escaping_manifest_is_one_line_exit_2(default_build, tmp_path, edit, expected):
+def test_a_malformed_or_escaping_manifest_is_one_line_exit_2(tiny_bundle, tmp_path, edit, expected):
     import edgekit
     from edgekit.errors import ManifestError
 
-    b = _copy(default_build[0], tmp_path, edit)
+    b = _copy(tiny_bundle, tmp_path, edit)
     with pytest.raises(ManifestError, match=expected):
         edgekit.load(b)
     r = run_cli("predict", str(b), str(b / "example.png"))
@@ -263,11 +264,11 @@ def test_a_malformed_or_escaping_manifest_is_one_line_exit_2(default_build, tmp_
     assert "Traceback" not in r.stderr and "bug in edgekit" not in r.stderr
 
 
-def test_a_symlinked_bundle_file_is_refused(default_build, tmp_path):
+def test_a_symlinked_bundle_file_is_refused(tiny_bundle, tmp_path):
     import edgekit
     from edgekit.errors import ManifestError
 
-    b = _copy(default_build[0], tmp_path)
+    b = _copy(tiny_bundle, tmp_path)
     target = tmp_path / "elsewhere.txt"
     target.write_bytes((b / "labels.txt").read_bytes())  # the same bytes: only the link is wrong
     (b / "labels.txt").unlink()
@@ -276,7 +277,7 @@ def test_a_symlinked_bundle_file_is_refused(default_build, tmp_path):
         edgekit.load(b)
 
 
-def test_load_runs_the_bytes_it_verified_not_a_file_swapped_after(default_build, tmp_path, monkeypatch):
+def test_load_runs_the_bytes_it_verified_not_a_file_swapped_after(tiny_bundle, tmp_path, monkeypatch):
     """The artifact is replaced right after the manifest's checks passed (the race a tester won 7 times in 421): the
     bytes load hashes are the bytes the runtime gets, so the swap is caught, never run."""
     import edgekit
@@ -284,7 +285,7 @@ def test_load_runs_the_bytes_it_verified_not_a_file_swapped_after(default_build,
     from edgekit.device import classifier
     from edgekit.errors import ManifestError
 
-    b = _copy(default_build[0], tmp_path)
+    b = _copy(tiny_bundle, tmp_path)
     m = manifest_mod.read(b)
     real_read = manifest_mod.read
 
@@ -298,17 +299,17 @@ def test_load_runs_the_bytes_it_verified_not_a_file_swapped_after(default_build,
         edgekit.load(b)
     monkeypatch.setattr(classifier.manifest, "read", real_read)
     # an intact bundle loads from the verified bytes and classifies as before
-    good = edgekit.load(default_build[0])
-    assert good.classify(default_build[0] / "example.png", top=1)[0].index >= 0
+    good = edgekit.load(tiny_bundle)
+    assert good.classify(tiny_bundle / "example.png", top=1)[0].index >= 0
 
 
-def test_the_model_card_checks_the_wheel_before_installing_it(default_build, tmp_path):
+def test_the_model_card_checks_the_wheel_before_installing_it(tiny_bundle, tmp_path):
     import hashlib
     import re
     import shutil
 
     b = tmp_path / "copy"
-    shutil.copytree(default_build[0], b)
+    shutil.copytree(tiny_bundle, b)
     card = (b / "README.md").read_text()
     line = next(x for x in card.splitlines() if "sha256sum -c" in x)
     wheel = next(b.glob("edgekit-*.whl"))
@@ -321,14 +322,14 @@ def test_the_model_card_checks_the_wheel_before_installing_it(default_build, tmp
     assert re.search(r"echo '[0-9a-f]{64}  edgekit-", line)
 
 
-def test_ls_does_not_show_figures_of_a_manifest_altered_in_the_store(default_build, tmp_path):
+def test_ls_does_not_show_figures_of_a_manifest_altered_in_the_store(tiny_bundle, tmp_path):
     import json
 
     store = tmp_path / "store"
-    run_cli("publish", str(default_build[0]), "--to", str(store), check=True)
+    run_cli("publish", str(tiny_bundle), "--to", str(store), check=True)
     rows = json.loads(run_cli("ls", str(store), "--json", check=True).stdout)
     assert rows[0]["verified"] == "true"
-    mpath = store / default_build[0].name / "manifest.json"
+    mpath = store / tiny_bundle.name / "manifest.json"
     m = json.loads(mpath.read_text())
     m["validation"]["top1_agreement"] = 1.0  # a tampered manifest claims a perfect model
     mpath.write_text(json.dumps(m))
@@ -338,21 +339,21 @@ def test_ls_does_not_show_figures_of_a_manifest_altered_in_the_store(default_bui
 
 
 @pytest.mark.parametrize("record", ["[1, 2]", '{"name": "x"}', '{"manifest_sha256": 5}', "{" * 50000])
-def test_a_malformed_store_record_is_one_line(default_build, tmp_path, record):
+def test_a_malformed_store_record_is_one_line(tiny_bundle, tmp_path, record):
     store = tmp_path / "store"
-    run_cli("publish", str(default_build[0]), "--to", str(store), check=True)
-    (store / f"{default_build[0].name}.edgekit.json").write_text(record)
-    r = run_cli("pull", str(store / default_build[0].name), "--to", str(tmp_path / "got"))
+    run_cli("publish", str(tiny_bundle), "--to", str(store), check=True)
+    (store / f"{tiny_bundle.name}.edgekit.json").write_text(record)
+    r = run_cli("pull", str(store / tiny_bundle.name), "--to", str(tmp_path / "got"))
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
     assert "publish record" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_a_golden_set_that_is_not_one_is_one_line_in_bench(default_build, tmp_path):
+def test_a_golden_set_that_is_not_one_is_one_line_in_bench(tiny_bundle, tmp_path):
     """An edited manifest vouching for a golden.npz that is something else (its checksum made to match)."""
     import hashlib
     import json
 
-    b = _copy(default_build[0], tmp_path)
+    b = _copy(tiny_bundle, tmp_path)
     (b / "golden.npz").write_bytes(b"not a zip archive at all")
     m = json.loads((b / "manifest.json").read_text())
     m["files"]["golden.npz"] = hashlib.sha256((b / "golden.npz").read_bytes()).hexdigest()
@@ -383,16 +384,17 @@ def _on_a_full_disk(tmp_path, size_kb: int, *args: str) -> tuple[subprocess.Comp
     return r, (tmp_path / "left.txt").read_text().split()
 
 
-def test_a_full_disk_names_the_destination_not_the_source(default_build, tmp_path):
+def test_a_full_disk_names_the_destination_not_the_source(tiny_bundle, tmp_path):
     store = tmp_path / "store"
-    run_cli("publish", str(default_build[0]), "--to", str(store), check=True)
-    for args in (["pull", str(store / default_build[0].name), "--to", "FULL"],
-                 ["publish", str(default_build[0]), "--to", "FULL/store"]):
-        r, left = _on_a_full_disk(tmp_path / args[0], 2048, *args)
+    run_cli("publish", str(tiny_bundle), "--to", str(store), check=True)
+    for args in (["pull", str(store / tiny_bundle.name), "--to", "FULL"],
+                 ["publish", str(tiny_bundle), "--to", "FULL/store"]):
+        half_kb = sum(f.stat().st_size for f in tiny_bundle.iterdir()) // 2048  # room for half the bundle
+        r, left = _on_a_full_disk(tmp_path / args[0], half_kb, *args)
         last = r.stderr.strip().splitlines()[-1]
         assert r.returncode == 2 and last.startswith("error: no space left on the device of "), r.stderr
         assert str(tmp_path / args[0] / "full") in last and str(store) not in last, last
-        assert str(default_build[0]) not in last and left == [], (last, left)
+        assert str(tiny_bundle) not in last and left == [], (last, left)
 
 
 def test_a_full_output_or_cache_directory_is_named_and_nothing_half_written_stays(default_build, cache_dir, tmp_path):

@@ -26,7 +26,7 @@ from edgekit.core.contract import pixels_nchw, preprocessing
 from edgekit.core.variants import get_variant
 from edgekit.device import metrics
 from edgekit.device.imagesets import load_pixels
-from edgekit.training import int8_aware
+from edgekit.builder import int8_aware
 
 from .conftest import run_cli
 
@@ -139,8 +139,9 @@ def test_build_int8_aware_ships_the_tuned_int8_beside_the_original_fp32(tmp_path
     plain, m0 = pipeline.build(dataclasses.replace(req, out_dir=tmp_path / "plain"), c)
     tuned, m1 = pipeline.build(dataclasses.replace(req, tune=TuneOptions(), out_dir=tmp_path / "tuned"), c)
     rec = m1["int8_aware"]
-    assert rec["kept"] and rec["shipped"] and rec["held_out_after"]["logit_sqnr_db"] > \
-        rec["held_out_before"]["logit_sqnr_db"]
+    # kept on the held-out calibration images, shipped because it also scores better on the validation images
+    assert rec["kept"] and rec["held_out_after"]["logit_sqnr_db"] > rec["held_out_before"]["logit_sqnr_db"]
+    assert rec["shipped"], rec["validation"]
     assert rec["train_images"] + rec["held_out_images"] == m0["calibration"]["images_used"]
     assert m1["timings"]["int8-aware"]["seconds"] > 0 and "int8-aware" not in m0["timings"]
     assert _digest(plain / m0["artifacts"]["fp32"]) == _digest(tuned / m1["artifacts"]["fp32"])
@@ -194,21 +195,33 @@ def test_the_budget_tries_int8_aware_before_raising_layers(tmp_path, cache_dir):
 
 
 def test_arm64_int8_aware_keeps_the_integer_only_graph(tmp_path, cache_dir):
-    """The litert route through the command line: the tuned .tflite is still integer-only with the same ops, runs
-    in LiteRT, and its FP32 twin is the post-training build's."""
-    common = ["--variant", "lite0", "--target", "arm64", "--num-calib", "20", "--num-val", "16", "--cache-dir",
-              str(cache_dir), "--json"]
+    """The litert route through the command line, on a post-training model with nearest rounding (one tuning can
+    improve): the tuned .tflite, read from its stage's cache entry whether or not it ships, is integer-only with the
+    post-training model's ops and other integers; the bundle's FP32 twin is the post-training build's, and the model
+    that ships is the one that scores better on the validation images."""
+    from edgekit.analysis.choice import score
+    from edgekit.builder.litert import graph
+
+    common = ["--variant", "lite0", "--target", "arm64", "--num-calib", "20", "--num-val", "16", "--rounding",
+              "nearest", "--cache-dir", str(cache_dir), "--json"]
     m0 = json.loads(run_cli("build", *common, "--out", str(tmp_path / "a"), check=True).stdout)
     r = run_cli("build", *common, "--int8-aware", "--out", str(tmp_path / "b"), check=True)
     m1 = json.loads(r.stdout)
     assert ("int8-aware epoch 8/8" in r.stderr or m1["timings"]["int8-aware"]["cached"]) \
         and "int8-aware fine-tuning (" in r.stderr
     rec = m1["int8_aware"]
-    assert rec["shipped"] == rec["kept"]
-    assert m1["backend_checks"]["integer_only"] and m1["backend_checks"]["ops"] == m0["backend_checks"]["ops"]
+    assert rec["kept"], rec  # nearest rounding leaves a systematic error the tuning removes
+    entry = next(e.parent for e in (cache_dir / "int8-aware-tflite").glob("*/entry.json")
+                 if json.loads(e.read_text())["meta"]["calibration"]["int8_aware"]["held_out_after"]
+                 == rec["held_out_after"])
     a, b = tmp_path / "a" / m0["name"], tmp_path / "b" / m1["name"]
+    tuned = (entry / "model.int8.tflite").read_bytes()
+    inv = graph.inventory(graph.read(tuned))
+    assert not inv["float_ops"] and inv["ops"] == m0["backend_checks"]["ops"]
+    assert tuned != (a / m0["artifacts"]["int8"]).read_bytes()
+    assert rec["written"]["weights"] > 0 and rec["written"]["layers"] == 50
     assert _digest(a / m0["artifacts"]["fp32"]) == _digest(b / m1["artifacts"]["fp32"])
-    if rec["kept"]:
-        assert _digest(a / m0["artifacts"]["int8"]) != _digest(b / m1["artifacts"]["int8"])
-        assert rec["written"]["weights"] > 0 and rec["written"]["layers"] == 50
-    assert m1["validation"]["images"] == 16 and 0 < m1["validation"]["top1_agreement"] <= 1
+    post, tun = rec["validation"]["post_training"], rec["validation"]["tuned"]
+    assert rec["shipped"] == (score(tun) >= score(post))
+    assert ((b / m1["artifacts"]["int8"]).read_bytes() == tuned) == rec["shipped"]
+    assert m1["validation"]["images"] == 16 and m1["backend_checks"]["integer_only"]

@@ -16,7 +16,7 @@ from edgekit import pipeline
 from edgekit.builder import cache as cache_mod
 from edgekit.builder.calibration import select
 from edgekit.builder.request import BuildRequest, QuantOptions
-from edgekit.builder.weights import resolve_weights
+from edgekit.models.weights import resolve_weights
 from edgekit.core.targets import get_target
 from edgekit.core.variants import get_variant
 
@@ -44,8 +44,15 @@ def test_the_data_folders_are_at_the_top_and_every_wheel_carries_them(tmp_path):
     wanted = {"edgekit/targets/arm64.toml", "edgekit/targets/onnx.toml", "edgekit/targets/x86.toml",
               "edgekit/calibration/default.toml"}
     assert wanted <= {n for n, _ in package_files()}  # the bundle's wheel
+    # from a copy: setuptools writes build/ and *.egg-info beside the sources, and a test writes only where it owns
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "edgekit", "targets", "calibration"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copyfile
+        copy(REPO / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                         if (REPO / name).is_dir() else {}))
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                        str(tmp_path / "wheels"), str(REPO)], capture_output=True, text=True)
+                        str(tmp_path / "wheels"), str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     whl = next((tmp_path / "wheels").glob("edgekit-*.whl"))
     names = set(zipfile.ZipFile(whl).namelist())
@@ -187,7 +194,9 @@ def test_code_digest_follows_every_table_and_module_a_stage_can_reach(tmp_path):
         != base  # a target file
     assert edited("../calibration/default.toml", "seed = 0", "seed = 1") != base  # the calibration recipe
     assert edited("device/preprocess.py", "int(round((nw - crop) / 2.0))", "(nw - crop) // 2") != base
-    assert edited("training/int8_aware.py", "def ste_round(", "def ste_round_(") != base  # a stage runs the loop
+    assert edited("builder/int8_aware.py", "def split(", "def split_(") != base  # a stage runs the loop
+    assert edited("training/augment.py", "def ", "def _") != base  # ... which reads training's augmentation
+    assert edited("models/network.py", "BN_EPS = 1e-3", "BN_EPS = 1e-5") != base  # the model
     assert edited("cli/render.py", "def build_summary", "def build_summary_") == base  # never inside a stage
 
 
@@ -255,7 +264,7 @@ def test_cli_errors_are_one_line(args, says, tmp_path):
 
 
 def test_unexpected_errors_are_one_line_with_a_debug_hint():
-    from edgekit.cli import _Main
+    from edgekit.cli.app import _Main
 
     @click.group(cls=_Main)
     @click.option("--debug", is_flag=True)
@@ -278,3 +287,66 @@ def test_unexpected_errors_are_one_line_with_a_debug_hint():
 def test_no_module_is_over_about_300_lines():
     sizes = {str(p.relative_to(PKG)): len(p.read_text().splitlines()) for p in PKG.rglob("*.py")}
     assert max(sizes.values()) <= 320, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+
+
+# The layers, bottom up (docs/design.md tells what each holds): a module imports its own layer and the layers below
+# it, never one above, at module level or inside a function (a lazy import hides a dependency, it does not remove
+# it). The one exception is the package's façade, edgekit/__init__.py: edgekit.load, .train and .build, imported on
+# first use.
+LAYERS = ("edgekit", "errors", "progress", "core", "device", "models", "training", "builder", "analysis", "pipeline",
+          "api", "publish", "cluster", "cli")
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the edgekit modules it imports (every import statement, wherever it stands)."""
+    import ast
+
+    def name_of(p: Path) -> str:
+        parts = p.relative_to(PKG.parent).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    mods = {name_of(p): p for p in PKG.rglob("*.py") if "__pycache__" not in p.parts}
+    graph: dict[str, set[str]] = {}
+    for mod, path in mods.items():
+        pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = pkg.split(".")[:len(pkg.split(".")) - node.level + 1] if node.level else []
+                name = ".".join(base + [node.module] if node.module else base)
+                if name.split(".")[0] == "edgekit":
+                    found |= {f"{name}.{a.name}" if f"{name}.{a.name}" in mods else name for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.split(".")[0] == "edgekit"}
+        graph[mod] = {m for m in found if m != mod}
+    return graph
+
+
+def _layer(mod: str) -> int:
+    parts = mod.split(".")
+    return LAYERS.index(parts[1] if len(parts) > 1 else "edgekit")
+
+
+def test_layers_depend_one_way_and_no_modules_import_each_other():
+    graph = _import_graph()
+    assert {m.split(".")[1] for m in graph if "." in m} == set(LAYERS) - {"edgekit"}, "a package missing in LAYERS"
+    graph["edgekit"] = set()  # the façade (see LAYERS)
+    upward = sorted(f"{a} -> {b}" for a, bs in graph.items() for b in bs if _layer(b) > _layer(a))
+    assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
+    # no circle of modules, inside a layer either: a depth-first search that meets a module still on its path
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    cycles = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                cycles.append(" -> ".join(path[path.index(n):] + [n]))
+            elif n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "modules that import each other:\n" + "\n".join(cycles)

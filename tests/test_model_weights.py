@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from edgekit.builder.classes import imagenet1k
-from edgekit.builder.model import with_pixel_input
-from edgekit.builder.weights import WeightsError, build_model, resolve_weights
+from edgekit.models.network import with_pixel_input
+from edgekit.models.weights import WeightsError, build_model, resolve_weights
 from edgekit.core.contract import normalized_nchw, pixels_nchw, preprocessing
 from edgekit.core.variants import VARIANTS
 from edgekit.device.preprocess import open_rgb, pixels, to_input

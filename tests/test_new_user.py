@@ -121,8 +121,8 @@ def test_checkpoint_errors_name_the_cause_and_never_advise_unpickling(tmp_path):
             assert "NotTensors" in last  # the unpickler's own words name what is in there
 
 
-def test_the_wrong_runtime_for_a_bundle_is_one_line(arm64_bundle, tmp_path):
-    r = run_cli("bench", str(arm64_bundle), "--runtime", "onnxruntime", "--runs", "2",
+def test_the_wrong_runtime_for_a_bundle_is_one_line(tiny_bundles, tmp_path):
+    r = run_cli("bench", str(tiny_bundles["arm64"]), "--runtime", "onnxruntime", "--runs", "2",
                 env={"EDGEKIT_HISTORY": str(tmp_path / "h.jsonl")})
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
         "error: onnxruntime cannot run model.int8.tflite (.tflite models run with litert): use the bundle's own "
@@ -168,7 +168,8 @@ def test_a_killed_build_leaves_nothing_the_next_one_does_not_sweep(tmp_path):
     p = _start_build(tmp_path, cache, out, env)
     try:
         assert _wait_for(in_quantize, 120), "the build never reached its quantize stage"
-        time.sleep(1.0)  # calibration under way, its working files written
+        # calibration under way: its working files written (waited for, not slept on)
+        assert _wait_for(lambda: any((cache / "quantize").glob(".tmp-*/.quant-*/*")), 120), "no calibration files"
         p.send_signal(signal.SIGKILL)
         p.communicate(timeout=30)
     finally:

@@ -11,6 +11,7 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+from edgekit.builder import fakequant
 from edgekit.builder.calibration import select
 from edgekit.builder.onnx import quantize, saturation
 from edgekit.builder.onnx.simulate import Graph
@@ -121,7 +122,7 @@ def _relative_shifts(fp32: Path, qdq: Path, pixels: np.ndarray, contract: dict) 
         for node, env in Graph(qmodel).run(x):
             if node.op_type in ("Conv", "Gemm"):
                 yf = next(fe[fn.output[0]] for fn, fe in fsteps if fn.name == node.name)
-                shift = np.abs(quantize.mean_shift(env[node.output[0]], yf, clips.get(node.name)))
+                shift = np.abs(fakequant.mean_shift(env[node.output[0]], yf, clips.get(node.name)))
                 out[node.name] = (float(shift.max() / yf.std().item()), node.name in clips)
     return out
 

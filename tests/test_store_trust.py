@@ -6,10 +6,11 @@ import shutil
 
 from edgekit.core import bundle as manifest
 
+from . import tiny
 from .conftest import run_cli
 from .test_publish import registry  # noqa: F401  (the module-scoped registry fixture)
 
-NAME = "lite0-x86-int8"
+NAME = f"{tiny.NAME}-{tiny.VARIANT.name}-x86-int8"  # conftest.tiny_bundle
 
 
 def _alter_manifest(bundle_dir, key="top1_int8"):
@@ -27,11 +28,11 @@ def _keys(tmp_path):
     return {w: tmp_path / "keys" / w for w in ("alice", "mallory")}
 
 
-def test_directory_store_refuses_a_manifest_changed_in_the_store(default_build, tmp_path):
+def test_directory_store_refuses_a_manifest_changed_in_the_store(tiny_bundle, tmp_path):
     shelf = tmp_path / "shelf"
-    run_cli("publish", str(default_build[0]), "--to", str(shelf), check=True)
+    run_cli("publish", str(tiny_bundle), "--to", str(shelf), check=True)
     assert json.loads((shelf / f"{NAME}.edgekit.json").read_text())["manifest_sha256"] == \
-        manifest.file_sha256(default_build[0] / "manifest.json")
+        manifest.file_sha256(tiny_bundle / "manifest.json")
     _alter_manifest(shelf / NAME)
     r = run_cli("pull", str(shelf / NAME), "--to", str(tmp_path / "got"))
     assert r.returncode == 2 and "does not match the digest recorded when it was published" in r.stderr
@@ -40,27 +41,27 @@ def test_directory_store_refuses_a_manifest_changed_in_the_store(default_build, 
     r = run_cli("pull", f"{shelf}:{NAME}", "--to", str(tmp_path / "got"))
     assert r.returncode == 2 and f"{shelf / NAME}" in r.stderr.splitlines()[-1]
     # a bundle copied in by hand has no record: refused, with what to do
-    shutil.copytree(default_build[0], tmp_path / "loose" / NAME)
+    shutil.copytree(tiny_bundle, tmp_path / "loose" / NAME)
     r = run_cli("pull", str(tmp_path / "loose" / NAME), "--to", str(tmp_path / "got"))
     assert r.returncode == 2 and "publish it again" in r.stderr
 
 
-def test_signed_directory_store(default_build, tmp_path):
+def test_signed_directory_store(tiny_bundle, tmp_path):
     keys = _keys(tmp_path)
     assert oct((keys["alice"]).stat().st_mode & 0o777) == "0o600"
     r = run_cli("keygen", str(keys["alice"]))
     assert r.returncode == 2 and "--force" in r.stderr  # never overwrites a key silently
     shelf = tmp_path / "shelf"
-    r = run_cli("publish", str(default_build[0]), "--to", str(shelf), "--sign", str(keys["alice"]), check=True)
+    r = run_cli("publish", str(tiny_bundle), "--to", str(shelf), "--sign", str(keys["alice"]), check=True)
     assert "signed by key" in r.stdout
     got = tmp_path / "got"
     run_cli("pull", str(shelf / NAME), "--to", str(got), "--verify-key", f"{keys['alice']}.pub", check=True)
-    assert manifest.file_sha256(got / NAME / "manifest.json") == manifest.file_sha256(default_build[0] / "manifest.json")
+    assert manifest.file_sha256(got / NAME / "manifest.json") == manifest.file_sha256(tiny_bundle / "manifest.json")
     r = run_cli("pull", str(shelf / NAME), "--to", str(tmp_path / "no"), "--verify-key", f"{keys['mallory']}.pub")
     assert r.returncode == 2 and "signed by key" in r.stderr and "not by" in r.stderr
     assert not (tmp_path / "no").exists()
     # an unsigned bundle, where a signature is asked for
-    run_cli("publish", str(default_build[0]), "--to", str(tmp_path / "plain"), check=True)
+    run_cli("publish", str(tiny_bundle), "--to", str(tmp_path / "plain"), check=True)
     r = run_cli("pull", str(tmp_path / "plain" / NAME), "--to", str(tmp_path / "no"), "--verify-key",
                 f"{keys['alice']}.pub")
     assert r.returncode == 2 and "not signed" in r.stderr
@@ -82,13 +83,13 @@ def test_signed_directory_store(default_build, tmp_path):
     assert not (tmp_path / "no").exists()
 
 
-def test_signed_registry(registry, default_build, tmp_path):  # noqa: F811
+def test_signed_registry(registry, tiny_bundle, tmp_path):  # noqa: F811
     keys = _keys(tmp_path)
     ref = f"oci://{registry['host']}/edgekit/signed:{NAME}"
-    run_cli("publish", str(default_build[0]), "--to", ref, check=True)  # unsigned first
+    run_cli("publish", str(tiny_bundle), "--to", ref, check=True)  # unsigned first
     r = run_cli("pull", ref, "--to", str(tmp_path / "no"), "--verify-key", f"{keys['alice']}.pub")
     assert r.returncode == 2 and "not signed" in r.stderr
-    r = run_cli("publish", str(default_build[0]), "--to", ref, "--sign", str(keys["alice"]), check=True)
+    r = run_cli("publish", str(tiny_bundle), "--to", ref, "--sign", str(keys["alice"]), check=True)
     assert "signed by key" in r.stdout  # the same bundle, now signed: only the OCI manifest is put again
     run_cli("pull", ref, "--to", str(tmp_path / "got"), "--verify-key", f"{keys['alice']}.pub", check=True)
     manifest.read(tmp_path / "got" / NAME)
@@ -96,7 +97,7 @@ def test_signed_registry(registry, default_build, tmp_path):  # noqa: F811
     assert r.returncode == 2 and "not by" in r.stderr
     # another bundle under the tag, signed by another key
     other = tmp_path / "other" / NAME
-    shutil.copytree(default_build[0], other)
+    shutil.copytree(tiny_bundle, other)
     _alter_manifest(other)
     run_cli("publish", str(other), "--to", ref, "--force", "--sign", str(keys["mallory"]), check=True)
     r = run_cli("pull", ref, "--to", str(tmp_path / "no"), "--verify-key", f"{keys['alice']}.pub")

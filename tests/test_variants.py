@@ -13,7 +13,7 @@ EXACT = {"lite0": 4_652_008, "lite1": 5_416_680, "lite2": 6_092_072}
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_param_count_within_0_1_percent_of_card(name):
-    from edgekit.builder.model import count_params, create_model
+    from edgekit.models.network import count_params, create_model
 
     v = VARIANTS[name]
     n = count_params(create_model(v))

@@ -4,14 +4,15 @@ hold (near ties)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgekit.analysis import near_ties
+from edgekit.analysis.choice import Chosen, brief, score, tried_only
 from edgekit.builder.cache import Hit
-from edgekit.builder.request import Budget, QuantOptions, TuneOptions
-from edgekit.builder.route import Artifacts, Route
+from edgekit.builder.request import Budget, TuneOptions
+from edgekit.builder.route import Route
 from edgekit.builder.stages import Run
 from edgekit.builder.validate import stage_validate
 from edgekit.core import contract
@@ -27,118 +28,113 @@ RANKING_IMAGES = 32  # calibration images the budget ranks layers on (edgekit an
 LATENCY_RUNS = 40  # per artifact, interleaved, when a budget raised layers
 
 
-@dataclass
-class Chosen:
-    """What the stages up to validation produced for the model a build ships; `mixed` is the budget's record."""
-    arts: Artifacts
-    val: Hit
-    quant: QuantOptions
-    mixed: dict | None = None
-    plain: Hit | None = None  # the plain int8 target artifacts, when layers were raised (for the latency cost)
-    tuning: dict | None = None  # INT8-aware fine-tuning's record, when it ran
-    base: Artifacts | None = None  # the post-training artifacts a tuned candidate came from
-
-    @property
-    def tuned(self) -> bool:
-        """Whether this model is the INT8-aware fine-tuned one (a record alone says it was tried)."""
-        return bool(self.tuning and self.tuning.get("kept") and self.base is not None)
-
-
-def _brief(d: dict) -> dict:
-    return {k: d.get(k) for k in ("top1_agreement", "top1_drop_points", "logit_sqnr_db")}
-
-
-def _score(d: dict) -> tuple:
-    return (d.get("top1_agreement") or 0, -(d.get("top1_drop_points") or 0), d.get("logit_sqnr_db") or 0)
-
-
 def _step(c: Chosen, raised: int = 0) -> dict:
-    return {"method": c.quant.method, "int8_aware": c.tuned, "raised_layers": raised,
-            **_brief(c.val.meta)}
+    return {"method": c.quant.method, "int8_aware": c.tuned, "raised_layers": raised, **brief(c.val.meta)}
+
+
+@dataclass
+class _Search:
+    """Every model the search validated, in order: the record and the near-tie analysis read them."""
+    budget: Budget
+    tried: list[dict] = field(default_factory=list)
+    vals: list[Hit] = field(default_factory=list)
+
+    def meets(self, c: Chosen, raised: int = 0) -> bool:
+        """Record a validated model; whether it keeps the budget."""
+        self.vals.append(c.val)
+        self.tried.append(_step(c, raised))
+        return not self.budget.problems(c.val.meta)
+
+    def held(self, c: Chosen, met_by: str | None = None, raised_to: str | None = None,
+             layers: list[dict] = ()) -> Chosen:
+        """`c`, the model that keeps the budget, with the search's record."""
+        c.mixed = {**_budget_block(self.budget, raised_to, list(layers), self.tried, self.vals, met_by or _met_by(c)),
+                   **(c.mixed or {})}
+        return c
 
 
 def meet_budget(run: Run, route: Route, st: Chosen) -> Chosen:
     """Make the INT8 artifact keep the accuracy budget on the validation images, cheapest change first:
+    0. with --int8-aware, when the tuned model misses, the post-training model it came from;
     1. the other activation-range methods (still plain int8, no latency cost), each validated with the target's
        runtime;
-    2. INT8-aware fine-tuning of the best of those (plain int8, the same graph: costs build time only), unless the
-       build already asked for it (--int8-aware);
+    2. INT8-aware fine-tuning of the best post-training model (plain int8, the same graph: costs build time only),
+       unless the build already asked for it (--int8-aware);
     3. on the best post-training model, the layers that recover most (the route's sensitivity ranking, on
        calibration images) raised to the route's higher precision, one more at a time, each model validated, up to
        MAX_RAISED_LAYERS.
     BuildError naming the most sensitive layers if nothing holds. The record names the step that met the budget."""
-    req, budget = run.req, run.req.budget
-    problems = budget.problems(st.val.meta)
-    tried = [_step(st)]
-    vals = [st.val]  # every model's validation: the near-tie analysis reads their logits
-    if not problems:
-        st.mixed = _budget_block(budget, None, [], tried, vals, _met_by(st))
-        return st
-    best = st  # the best model so far; best_plain: the best post-training one (what layers are raised on)
-    tune_record = st.tuning
-    if st.tuning is None:
-        best_plain = st
-    else:  # --int8-aware: the model it was tuned from competes too (validated: cached when tuning was not kept)
-        best_plain = Chosen(st.base, stage_validate(run, req, st.base.tgt), st.quant)
-        if st.tuning["kept"]:
-            vals.append(best_plain.val)
-            tried.append(_step(best_plain))
-    for method in RANGE_METHODS:
-        if method == st.quant.method or method not in route.methods:
-            continue
-        alt = dataclasses.replace(req, quant=dataclasses.replace(req.quant, method=method))
-        arts = route.artifacts(run, alt)
-        val = stage_validate(run, alt, arts.tgt)
-        vals.append(val)
-        cand = Chosen(arts, val, alt.quant, tuning=tune_record)  # tried, not shipped: the record says so
-        tried.append(_step(cand))
-        if not budget.problems(val.meta):
-            cand.mixed = _budget_block(budget, None, [], tried, vals, _met_by(cand))
-            return cand
-        if _score(val.meta) > _score(best.val.meta):
-            best = cand
-        if _score(val.meta) > _score(best_plain.val.meta):
+    req = run.req
+    search = _Search(req.budget)
+    if search.meets(st):
+        return search.held(st)
+    best_plain = st  # the best post-training model: what tuning and raised layers start from
+    if st.rival is not None:  # --int8-aware: the other of its two models, validated already
+        if search.meets(st.rival):
+            return search.held(st.rival)
+        if st.tuned:
+            best_plain = st.rival
+    for cand in _other_ranges(run, route, st):
+        if search.meets(cand):
+            return search.held(cand)
+        if score(cand.val.meta) > score(best_plain.val.meta):
             best_plain = cand
+    tune_record = tried_only(st.tuning)
     if req.tune is None:  # with --int8-aware the first model was already tuned
-        treq = dataclasses.replace(req, quant=best_plain.quant, tune=TuneOptions())
-        try:
-            arts, tuning = route.tune(run, treq, best_plain.arts)
-        except UnsupportedOp as e:  # a graph the route's simulation cannot train (--allow-float ops): next step
-            arts, tuning = best_plain.arts, {"kept": False, "skipped": str(e)}
-        tune_record = tuning  # kept or not, the manifest says it was tried
-        if tuning["kept"]:
-            cand = Chosen(arts, stage_validate(run, treq, arts.tgt), best_plain.quant, tuning=tuning,
-                          base=best_plain.arts)
-            vals.append(cand.val)
-            tried.append(_step(cand))
-            if not budget.problems(cand.val.meta):
-                cand.mixed = _budget_block(budget, None, [], tried, vals, _met_by(cand))
-                return cand
-            if _score(cand.val.meta) > _score(best.val.meta):
-                best = cand
+        cand, tune_record = _tuned(run, route, best_plain)
+        if cand is not None and search.meets(cand):
+            return search.held(cand)
     breq = dataclasses.replace(req, quant=best_plain.quant, tune=None)
     sens = route.sensitivity(run, breq, best_plain.arts, RANKING_IMAGES, route.budget_max_macs_share)
     ranked = [e for e in sens.meta["layers"] if e["gain_db"] > 0][:MAX_RAISED_LAYERS]
     for k in range(1, len(ranked) + 1):
         arts = route.raise_layers(run, breq, best_plain.arts, ranked[:k])
-        val = stage_validate(run, breq, arts.tgt)
-        vals.append(val)
-        tried.append({"method": best_plain.quant.method, "int8_aware": False, "raised_layers": k,
-                      **_brief(val.meta)})
-        if not budget.problems(val.meta):
-            return Chosen(arts, val, best_plain.quant, {
-                **_budget_block(budget, route.raised_to, ranked[:k], tried, vals,
-                                f"{k} layer(s) in {route.raised_to}"),
-                "ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")}}, best_plain.arts.tgt,
-                tuning=tune_record)
+        cand = Chosen(arts, stage_validate(run, breq, arts.tgt), best_plain.quant,
+                      {"ranking": {k_: sens.meta[k_] for k_ in ("images", "image_source", "runtime")}},
+                      best_plain.arts.tgt, tuning=tune_record)
+        if search.meets(cand, raised=k):
+            return search.held(cand, f"{k} layer(s) in {route.raised_to}", route.raised_to, ranked[:k])
+    _fail(req, route, search, ranked, sens, tune_record)
+
+
+def _other_ranges(run: Run, route: Route, st: Chosen):
+    """The post-training models of the route's other range methods, validated, one at a time (tried, not shipped:
+    the INT8-aware record they carry says it was not theirs)."""
+    req = run.req
+    for method in RANGE_METHODS:
+        if method == st.quant.method or method not in route.methods:
+            continue
+        alt = dataclasses.replace(req, quant=dataclasses.replace(req.quant, method=method))
+        arts = route.artifacts(run, alt)
+        yield Chosen(arts, stage_validate(run, alt, arts.tgt), alt.quant, tuning=tried_only(st.tuning))
+
+
+def _tuned(run: Run, route: Route, plain: Chosen) -> tuple[Chosen | None, dict]:
+    """INT8-aware fine-tuning of `plain`, validated when it changed the model; and its record (kept or not, the
+    manifest says it was tried)."""
+    treq = dataclasses.replace(run.req, quant=plain.quant, tune=TuneOptions())
+    try:
+        arts, tuning = route.tune(run, treq, plain.arts)
+    except UnsupportedOp as e:  # a graph the route's simulation cannot train (--allow-float ops): next step
+        return None, {"kept": False, "skipped": str(e)}
+    if not tuning["kept"]:
+        return None, tuning
+    return Chosen(arts, stage_validate(run, treq, arts.tgt), plain.quant, tuning=tuning, base=plain.arts,
+                  tuned=True), tuning
+
+
+def _fail(req, route: Route, search: _Search, ranked: list[dict], sens: Hit, tune_record: dict | None):
+    """BuildError: what was tried, the best of it, the most sensitive layers and the near ties; the search, near
+    ties and ranking written beside the output."""
+    budget, tried = search.budget, search.tried
     top = ", ".join(f"{e['layer']} (+{e['gain_db']:.2f} dB)" for e in ranked[:3]) or "no layer recovers any SQNR"
-    best_i = max(range(len(tried)), key=lambda i: _score(tried[i]))  # the noise and the message: the same model
-    ties = _near_ties(budget, vals, best_i)
+    best_i = max(range(len(tried)), key=lambda i: score(tried[i]))  # the noise and the message: the same model
+    ties = _near_ties(budget, search.vals, best_i)
+    problems = budget.problems(search.vals[0].meta)
     report = write_json(req.out_dir / f"{req.bundle_name}.budget-not-met.json",
                         {"variant": req.variant.name, "target": req.target.name, "budget": budget.to_dict(),
                          "problems": problems, "raised_to": route.raised_to, "search": tried, "near_ties": ties,
-                         "int8_aware": tune_record,
-                         "ranking": sens.meta})
+                         "int8_aware": tune_record, "ranking": sens.meta})
     raise BuildError(f"{req.variant.name} on {req.target.name}: accuracy budget {budget.describe()} not met "
                      f"({'; '.join(problems)}); tried {_tried(tried, best_i, route.raised_to)}; most sensitive: "
                      f"{top}; {_describe_ties(ties)}; search, near ties and per-layer ranking: {report}")

@@ -57,7 +57,7 @@ def _training(req: BuildRequest) -> dict | None:
     """How the weights were trained, as `edgekit train` recorded it in the checkpoint."""
     if req.weights.path is None or req.classes.imagenet:  # packaged ImageNet weights carry no training record
         return None
-    from edgekit.builder.weights import inspect_checkpoint
+    from edgekit.models.checkpoint import inspect_checkpoint
 
     meta = inspect_checkpoint(req.weights.path).meta
     return (meta or {}).get("training")

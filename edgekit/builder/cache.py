@@ -70,6 +70,18 @@ def code_digest() -> str:
     return source_digest(Path(edgekit.__file__).parent)
 
 
+def private_path(src: Path, workdir: Path) -> Path:
+    """`src` (a file of a finished cache entry) under `workdir`, for a tool that writes beside the file it is given:
+    a hard link where the file system allows one (no copy: the tool reads, only its own files land in `workdir`),
+    else a copy. Nothing may write into a finished entry, and a shared cache has concurrent readers."""
+    dst = Path(workdir) / Path(src).name
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
 @dataclass(frozen=True)
 class Hit:
     path: Path

@@ -23,7 +23,7 @@ def imagenet1k() -> ClassIndex:
 def classes_for(variant: str, weights_file: str | None, labels_file: str | None) -> ClassIndex:
     """What the model's outputs mean: the class names `edgekit train` wrote into the checkpoint, a labels file
     (one name per line) for a plain state dict of N outputs, or ImageNet-1k for a 1000-wide head."""
-    from edgekit.builder.weights import inspect_checkpoint
+    from edgekit.models.checkpoint import inspect_checkpoint
     from edgekit.core.classes import check_names, read_labels_file
     from edgekit.errors import UsageError, WeightsError
 

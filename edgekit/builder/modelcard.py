@@ -102,5 +102,13 @@ def render(m: dict) -> str:
                       f"{tuned['held_out_images']} calibration images held out to choose its epoch, logit SQNR "
                       f"{b['logit_sqnr_db']:.1f} -> {a['logit_sqnr_db']:.1f} dB; the figures above are on images it never "
                       "saw). The FP32 reference is the original model.")
+    if tuned and (tv := tuned.get("validation") or {}).get("tuned"):
+        lines[-1] += (f" On the validation images the post-training model scored {_agreement(tv['post_training'])}, "
+                      f"the fine-tuned one {_agreement(tv['tuned'])}: the bundle ships the "
+                      f"{'fine-tuned' if tuned.get('shipped') else 'post-training'} model.")
     lines += ["Latency depends on the device: measure it there with `edgekit bench`.", ""]
     return "\n".join(lines)
+
+
+def _agreement(v: dict) -> str:
+    return f"{_pct(v['top1_agreement'])} agreement with FP32 (logit SQNR {v['logit_sqnr_db'] or 0:.1f} dB)"

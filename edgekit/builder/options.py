@@ -67,7 +67,7 @@ def with_checkpoint(options: BuildOptions, variant_spec: str | None) -> tuple[st
     and its name (the bundle's prefix unless --name); a plain state dict of N outputs is named after its file."""
     import dataclasses
 
-    from edgekit.builder.weights import inspect_checkpoint
+    from edgekit.models.checkpoint import inspect_checkpoint
     from edgekit.core.bundle import check_model_name, model_name_from
 
     from edgekit.core.variants import resolve_variants
@@ -124,7 +124,7 @@ def requests(options: BuildOptions, variant_names: str, target_name: str, out_di
     any build starts."""
     from edgekit.builder.calibration import select
     from edgekit.builder.classes import classes_for
-    from edgekit.builder.weights import resolve_weights
+    from edgekit.models.weights import resolve_weights
     from edgekit.core.targets import get_target
     from edgekit.core.variants import resolve_variants
 

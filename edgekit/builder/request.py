@@ -14,7 +14,7 @@ from edgekit.errors import BudgetError
 
 if TYPE_CHECKING:  # types only: the CLI reads METHODS from here without loading images or weights code
     from edgekit.builder.calibration import Selection
-    from edgekit.builder.weights import WeightsRef
+    from edgekit.models.weights import WeightsRef
     from edgekit.core.targets import Target
     from edgekit.core.variants import Variant
 
@@ -39,7 +39,7 @@ class QuantOptions:
 
 @dataclass(frozen=True)
 class TuneOptions:
-    """INT8-aware fine-tuning (training/int8_aware.py): plain values, part of the stage's cache key and the manifest."""
+    """INT8-aware fine-tuning (builder/int8_aware.py): plain values, part of the stage's cache key and the manifest."""
 
     epochs: int = 8
     batch_size: int = 16

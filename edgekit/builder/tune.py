@@ -1,5 +1,5 @@
 """INT8-aware fine-tuning as a build step, the part every route shares: the calibration images as raw pixels, the
-FP32 teacher's logits (plain and mirrored), the loop (training/int8_aware.py) with the build's progress, and the
+FP32 teacher's logits (plain and mirrored), the loop (builder/int8_aware.py) with the build's progress, and the
 record the manifest keeps. Each route's `tune` makes its student and writes the tuned artifact
 (builder/onnx/tune.py, builder/litert/tune.py)."""
 from __future__ import annotations
@@ -14,10 +14,10 @@ from edgekit.builder.stages import Run
 
 def fit(run: Run, req: BuildRequest, student, teacher: Callable) -> dict:
     """Fine-tune `student` in place on the calibration images towards `teacher(x) -> FP32 logits`; returns the
-    record (training/int8_aware.Tuned.record) with `kept` saying whether the student changed."""
+    record (int8_aware.Tuned.record) with `kept` saying whether the student changed."""
     import torch
 
-    from edgekit.training import int8_aware
+    from edgekit.builder import int8_aware
 
     opts = req.tune or TuneOptions()
     loaded = run.calib()

@@ -65,8 +65,8 @@ def stage_golden(run: Run, req: BuildRequest, tgt: Hit) -> Hit:
     def produce(tmp: Path) -> dict:
         import torch
 
-        from edgekit.builder import model as model_mod
-        from edgekit.builder import weights as weights_mod
+        from edgekit.models import network as model_mod
+        from edgekit.models import weights as weights_mod
 
         loaded = run.load(req.selection.val[:GOLDEN_IMAGES], "golden set: PyTorch FP32 logits")
         if len(loaded.pixels) == 0:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli import main, render
+from edgekit.cli import render
+from edgekit.cli.app import main
 from edgekit.cli.progress import Bars
 from edgekit.errors import DeviceError, UsageError
 

@@ -9,7 +9,8 @@ import click
 
 from edgekit.builder.options import BuildOptions, check
 from edgekit.builder.request import METHODS, ROUNDINGS
-from edgekit.cli import main, render
+from edgekit.cli import render
+from edgekit.cli.app import main
 from edgekit.cli.progress import Bars
 from edgekit.core.variants import VARIANTS, resolve_variants
 from edgekit.errors import ClusterError, UsageError
@@ -115,7 +116,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
     --variant and --target take a name, a comma-separated list or 'all': every pair is built (one at a time, in
     --jobs processes, or on a Ray cluster with --ray) and a summary table ends the run; a pair that fails fails
     alone, and the exit status says whether any did."""
-    from edgekit.cluster import matrix
+    from edgekit.cluster import pair
 
     variant_name, options = _options(variant_name, calib, num_calib, num_val, method, rounding, val_dir,
                                      weights_file, labels_file, name, random_weights, cache_dir, max_drop=max_drop,
@@ -123,7 +124,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
                                      force=force, int8_aware=int8_aware)
     if ray_address is not None and jobs > 1:
         raise UsageError("--jobs runs pairs in processes here, --ray on a cluster: choose one")
-    todo = matrix.pairs(variant_name, target_name, options.name)
+    todo = pair.pairs(variant_name, target_name, options.name)
     check(options, {p.variant for p in todo}, {p.target for p in todo})
     results = _run(todo, options, Path(out_dir), jobs, ray_address, retries)
     if as_json:
@@ -139,7 +140,7 @@ def build(variant_name, target_name, calib, num_calib, num_val, method, rounding
 
 def _run(todo, options: BuildOptions, out: Path, jobs: int, ray_address: str | None, retries: int):
     """The pairs built the way asked, with one progress view on stderr and the summary table at the end."""
-    from edgekit.cluster import matrix
+    from edgekit.cluster import matrix, pair
     from edgekit.core.targets import get_target
 
     bars = Bars()
@@ -166,7 +167,7 @@ def _run(todo, options: BuildOptions, out: Path, jobs: int, ray_address: str | N
             click.echo(f"[{len(seen)}/{n}] {r.pair.label} " + (f"built in {r.seconds:.1f} s on {r.where}" if r.ok
                        else f"FAILED after {r.seconds:.1f} s: {r.error}"), err=True)
 
-    events = matrix.Events(started, finished, lambda line: click.echo(line, err=True), bars)
+    events = pair.Events(started, finished, lambda line: click.echo(line, err=True), bars)
     try:
         results = matrix.run(todo, options, out, jobs, ray_address, retries, events)
     finally:

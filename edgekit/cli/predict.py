@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli import main, render
+from edgekit.cli import render
+from edgekit.cli.app import main
 from edgekit.errors import DeviceError, ImageError, UsageError
 
 

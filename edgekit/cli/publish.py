@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli import main, render
+from edgekit.cli import render
+from edgekit.cli.app import main
 
 _INSECURE = click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
 

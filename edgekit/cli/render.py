@@ -61,6 +61,11 @@ def build_summary(path: Path, m: dict) -> str:
                      f"{b['logit_sqnr_db']:.2f} -> {a['logit_sqnr_db']:.2f} dB; "
                      + ("the bundle ships the tuned model" if tuned.get("shipped") else
                         "the bundle keeps the post-training model"))
+        if (tv := tuned.get("validation") or {}).get("tuned"):
+            p, t = tv["post_training"], tv["tuned"]
+            lines.append(f"  decided on the validation images: post-training {100 * (p['top1_agreement'] or 0):.2f} % "
+                         f"/ {p['logit_sqnr_db'] or 0:.2f} dB, tuned {100 * (t['top1_agreement'] or 0):.2f} % / "
+                         f"{t['logit_sqnr_db'] or 0:.2f} dB")
     if mixed and not mixed["layers"]:
         lines.append(f"  budget: met by {mixed.get('met_by') or 'plain int8'} ({len(mixed['search'])} models tried)")
     elif mixed:

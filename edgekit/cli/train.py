@@ -5,7 +5,7 @@ import json
 
 import click
 
-from edgekit.cli import main
+from edgekit.cli.app import main
 from edgekit.cli.progress import Bars
 from edgekit.core.variants import VARIANTS
 from edgekit.errors import UsageError

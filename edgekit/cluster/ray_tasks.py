@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from edgekit.builder.options import BuildOptions
-from edgekit.cluster.matrix import Events, Pair, PairResult, build_pair
+from edgekit.cluster.pair import Events, Pair, PairResult, build_pair
 from edgekit.cluster.resources import CPUS_PER_PAIR, build_memory_bytes
 from edgekit.core import bundle as manifest
 from edgekit.core.targets import get_target

@@ -1,7 +1,7 @@
 """EfficientNet-Lite architecture as plain data: the scaled block list and an analytic MAC count.
 
 Pure Python: the build records the MACs in the manifest (the bench harness reads GMAC/s from there), `edgekit
-variants` prints them, and the model in builder/model.py is built from the same block list.
+variants` prints them, and the model in models/network.py is built from the same block list.
 """
 from __future__ import annotations
 

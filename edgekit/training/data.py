@@ -70,17 +70,28 @@ def class_folders(root: str | Path, classes: ClassIndex | None = None, what: str
 
 
 def split(data: ClassFolders, val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Stratified: the same share of every class held out (at least one image each), seeded."""
-    train, val = [], []
+    """Stratified: the same share of every class held out (at least one image each), seeded. Copies of one photo
+    (the same bytes, under any name or in any class) stay on one side: a copy on each would validate the model on
+    an image it trained on (--val refuses such copies)."""
+    train, val, side = [], [], {}  # side: digest -> the list its copies went to
     for i, name in enumerate(data.classes.names):
         items = [s for s in data.samples if s.label == i]
         if len(items) < MIN_TRAIN_PER_CLASS + 1:
             raise DataError(f"class '{name}' has {len(items)} image(s) in {data.root}: at least "
                             f"{MIN_TRAIN_PER_CLASS + 1} are needed to train and validate; add photos, or give --val DIR")
-        random.Random(f"{seed}:{name}").shuffle(items)
+        copies: dict[str, list[Sample]] = {}
+        for s in items:
+            copies.setdefault(s.digest or s.id, []).append(s)
+        free = [d for d in copies if d not in side]
+        random.Random(f"{seed}:{name}").shuffle(free)  # without copies: the same order as shuffling the images
         n_val = min(len(items) - MIN_TRAIN_PER_CLASS, max(1, round(val_fraction * len(items))))
-        val += items[:n_val]
-        train += items[n_val:]
+        held = sum(len(g) for d, g in copies.items() if side.get(d) is val)
+        for d in free:  # a group of copies is held out where it fits, or as the class's first if training keeps enough
+            fits = held + len(copies[d]) <= n_val or (held == 0 and len(items) - len(copies[d]) >= MIN_TRAIN_PER_CLASS)
+            side[d] = val if fits else train
+            held += len(copies[d]) if side[d] is val else 0
+        for d, g in copies.items():
+            side[d].extend(g)
     return sorted(train, key=lambda s: s.id), sorted(val, key=lambda s: s.id)
 
 

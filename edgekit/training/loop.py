@@ -131,7 +131,7 @@ def _metrics(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-def _schedule(opt, steps_per_epoch: int, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
+def schedule(opt, steps_per_epoch: int, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over the first epoch, then cosine to zero."""
     warm = max(1, WARMUP_EPOCHS * steps_per_epoch)
     total = max(warm + 1, epochs * steps_per_epoch)
@@ -150,7 +150,7 @@ def fit_head(head: torch.nn.Linear, f_train: torch.Tensor, y_train: torch.Tensor
     cosine; the epoch with the best validation accuracy is kept (its weights loaded back)."""
     opt = torch.optim.AdamW(head.parameters(), lr=HEAD_LR, weight_decay=1e-4)
     steps = math.ceil(len(f_train) / s.batch_size)
-    sched = _schedule(opt, steps, epochs)
+    sched = schedule(opt, steps, epochs)
     best = Best(patience)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -199,14 +199,7 @@ def _trainable(model, stages: int | None) -> int:
 
 def _forward(model, x: torch.Tensor, frozen: int, full: bool, dropout: float) -> torch.Tensor:
     """The model's forward with the frozen front run without gradients (memory and time), dropout before the head."""
-    with torch.set_grad_enabled(full):
-        h = F.relu6(model.bn1(model.conv_stem(x)))
-        for block in list(model.blocks)[:frozen]:
-            h = block(h)
-    for block in list(model.blocks)[frozen:]:
-        h = block(h)
-    h = F.relu6(model.bn2(model.conv_head(h)))
-    f = h.mean((2, 3), keepdim=True).flatten(1)
+    f = model.features(x, None if full else frozen)
     return model.classifier(F.dropout(f, dropout, training=True))
 
 
@@ -222,7 +215,7 @@ def finetune(model, train_px, y_train: np.ndarray, val_px, y_val: np.ndarray, s:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-2}, {"params": rest, "weight_decay": 0.0}],
                             lr=FINETUNE_LR)
     steps = math.ceil(len(train_px) / s.batch_size)
-    sched = _schedule(opt, steps, epochs)
+    sched = schedule(opt, steps, epochs)
     aug = augment.augmenter(crop).to(s.device)
     yt, yv = torch.from_numpy(y_train).to(s.device), torch.from_numpy(y_val).to(s.device)
     # the average of the last steps' weights generalises better than the last step's on a few hundred photos, and

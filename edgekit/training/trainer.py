@@ -8,7 +8,6 @@
 The checkpoint is what `edgekit build --weights` reads: its classes, variant and name come with it."""
 from __future__ import annotations
 
-import io
 import os
 import time
 from contextlib import contextmanager
@@ -117,10 +116,7 @@ def train(data: str | Path, variant: str = "lite0", *, val: str | Path | None = 
     `settings` are TrainOptions fields (mode="head", epochs=5, ...), over `options`."""
     import dataclasses
 
-    import torch
-
-    from edgekit.builder.weights import build_trunk, resolve_weights
-    from edgekit.training import loop
+    from edgekit.models.weights import resolve_weights
 
     t_start = time.perf_counter()
     known = {f.name for f in dataclasses.fields(TrainOptions)}
@@ -131,40 +127,85 @@ def train(data: str | Path, variant: str = "lite0", *, val: str | Path | None = 
     options.check()
     v = get_variant(variant)
     name = check_model_name(name) if name else data_mod.default_name(Path(data))
-    ckpt, report_path, png_path = _out_paths(out, name, v.name, force)
+    paths = _out_paths(out, name, v.name, force)
     if weights is None and not v.has_packaged_weights:
         raise WeightsError(f"{v.name} has no packaged weights to start from: pass --weights with "
                            f"{v.weights.upstream_file} (timm format)")
     ref = resolve_weights(v, weights, random_weights=False)
+    split = _split(data, val, options)
+    say(f"{len(split.classes)} classes: {', '.join(split.classes.names[:12])}"
+        f"{', ...' if len(split.classes) > 12 else ''}")
+    say(f"{len(split.train)} training and {len(split.val)} validation images ({split.val_source})")
+    fitted = _fit(v, ref, split, options, progress, say)
+    record = _record(split, fitted, options, ref)
+    seconds = time.perf_counter() - t_start
+    result = _write(paths, name, v, split, fitted, record, options, seconds, plot)
+    say(f"best epoch {fitted.best.epoch} of {len(fitted.best.history)}: validation accuracy "
+        f"{100 * record['val_accuracy']:.2f} % on {len(fitted.val_labels)} images; {seconds:.1f} s in all")
+    return result
+
+
+@dataclass
+class _Split:
+    """The images: classes, the training and validation samples, and where the validation ones come from."""
+    classes: object  # core.classes.ClassIndex
+    root: Path
+    train: list
+    val: list
+    val_source: str
+
+
+def _split(data: str | Path, val: str | Path | None, options: TrainOptions) -> _Split:
     folders = data_mod.class_folders(data)
-    classes = folders.classes
     if val is not None:
-        held = data_mod.class_folders(val, classes, what="--val")
+        held = data_mod.class_folders(val, folders.classes, what="--val")
         train_s, val_s = sorted(folders.samples, key=lambda s: s.id), sorted(held.samples, key=lambda s: s.id)
         overlap = {s.digest for s in train_s} & {s.digest for s in val_s}
         if overlap:
             raise DataError(f"--val shares {len(overlap)} image(s) with --data; validation images must be others")
-        val_source = f"--val {Path(val).name}/"
-    else:
-        train_s, val_s = data_mod.split(folders, options.val_fraction, options.seed)
-        val_source = f"held out of {Path(data).name}/ ({100 * options.val_fraction:g} % of each class)"
-    say(f"{len(classes)} classes: {', '.join(classes.names[:12])}{', ...' if len(classes) > 12 else ''}")
-    say(f"{len(train_s)} training and {len(val_s)} validation images ({val_source})")
+        return _Split(folders.classes, folders.root, train_s, val_s, f"--val {Path(val).name}/")
+    train_s, val_s = data_mod.split(folders, options.val_fraction, options.seed)
+    return _Split(folders.classes, folders.root, train_s, val_s,
+                  f"held out of {Path(data).name}/ ({100 * options.val_fraction:g} % of each class)")
+
+
+@dataclass
+class _Fitted:
+    """What training produced: the best weights, the validation logits, the epochs and the phases' times."""
+    state: dict
+    logits: np.ndarray
+    val_labels: np.ndarray
+    train_ids: list
+    val_ids: list
+    best: object  # loop.Best of the last phase
+    history: list
+    phases: dict
+    device: str
+
+
+def _fit(v, ref, split: _Split, options: TrainOptions, progress: Progress, say) -> _Fitted:
+    """Decode the images once, fit the head on frozen features, then (finetune) the network; the best epoch's
+    weights and its validation logits."""
+    import torch
+
+    from edgekit.models.weights import build_trunk
+    from edgekit.training import loop
+
     prep = contract.preprocessing(v)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     epochs = options.epochs_run
     with _threads(), data_mod.workdir() as tmp:
         torch.manual_seed(options.seed)
         canvas = v.resize_size if options.mode != "head" else None
-        tr = data_mod.decode(train_s, prep, Path(tmp), "training", canvas, progress)
-        va = data_mod.decode(val_s, prep, Path(tmp), "validation", None, progress)
+        tr = data_mod.decode(split.train, prep, Path(tmp), "training", canvas, progress)
+        va = data_mod.decode(split.val, prep, Path(tmp), "validation", None, progress)
         read = set(tr.ids)
-        data_mod.check_train([s for s in train_s if s.id in read], classes, folders.root)
+        data_mod.check_train([s for s in split.train if s.id in read], split.classes, split.root)
         if len(va.ids) == 0:
             raise DataError("none of the validation images could be read; give --val DIR with readable photos")
         s = loop.Setup(device, options.batch_size, v.mean, v.std, options.seed, options.label_smoothing, progress,
                        say)
-        model = build_trunk(v, ref, len(classes)).to(device)
+        model = build_trunk(v, ref, len(split.classes)).to(device)
         if device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
         y_tr = torch.from_numpy(tr.labels).to(device)
@@ -192,45 +233,59 @@ def train(data: str | Path, variant: str = "lite0", *, val: str | Path | None = 
                                   "val_accuracy": best.accuracy}
         logits = loop.evaluate(model.eval(), va.eval, s, "validate the best epoch").cpu().numpy()
         state = {k: t.detach().cpu().contiguous() for k, t in model.state_dict().items()}
-    pred = logits.argmax(1)
+    return _Fitted(state, logits, va.labels, list(tr.ids), list(va.ids), best, history, phases, device.type)
+
+
+def _record(split: _Split, fitted: _Fitted, options: TrainOptions, ref) -> dict:
+    """What the checkpoint records of its training: options, data digests, epochs, validation figures."""
+    import torch
+
+    pred = fitted.logits.argmax(1)
+    classes, labels = split.classes, fitted.val_labels
     n = len(classes)
     confusion = np.zeros((n, n), np.int64)
-    np.add.at(confusion, (va.labels, pred), 1)
+    np.add.at(confusion, (labels, pred), 1)
     per_class = [{"class": c, "images": int(confusion[i].sum()),
                   "accuracy": float(confusion[i, i] / max(1, confusion[i].sum()))} for i, c in enumerate(classes.names)]
-    record = {
-        "mode": options.mode, "options": asdict(options), "epochs": epochs, "epochs_run": len(best.history),
-        "best_epoch": best.epoch, "val_accuracy": float((pred == va.labels).mean()), "per_class": per_class,
-        "confusion": confusion.tolist(), "train_images": len(tr.ids), "val_images": len(va.ids),
-        "val_source": val_source, "skipped_unreadable": len(train_s) + len(val_s) - len(tr.ids) - len(va.ids),
-        "data_digest": digest(train_s + val_s), "train_digest": digest(train_s), "val_digest": digest(val_s),
-        "phases": {k: {kk: vv for kk, vv in p.items() if kk != "seconds"} for k, p in phases.items()},
-        "history": [e.record() for e in history], "weights": ref.origin, "device": device.type,
+    best = fitted.best
+    return {
+        "mode": options.mode, "options": asdict(options), "epochs": options.epochs_run,
+        "epochs_run": len(best.history), "best_epoch": best.epoch, "val_accuracy": float((pred == labels).mean()),
+        "per_class": per_class, "confusion": confusion.tolist(), "train_images": len(fitted.train_ids),
+        "val_images": len(fitted.val_ids), "val_source": split.val_source,
+        "skipped_unreadable": len(split.train) + len(split.val) - len(fitted.train_ids) - len(fitted.val_ids),
+        "data_digest": digest(split.train + split.val), "train_digest": digest(split.train),
+        "val_digest": digest(split.val),
+        "phases": {k: {kk: vv for kk, vv in p.items() if kk != "seconds"} for k, p in fitted.phases.items()},
+        "history": [e.record() for e in fitted.history], "weights": ref.origin, "device": fitted.device,
         "torch": str(torch.__version__), "edgekit": __version__,
     }
-    from edgekit.builder.weights import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
-    meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "name": name, "variant": v.name,
-            "class_names": list(classes.names), "preprocessing": prep,
-            "normalization": {"mean": list(v.mean), "std": list(v.std)}, "training": record,
-            "build": {"int8_aware": options.int8_aware}}
-    buf = io.BytesIO()  # in memory first: torch.save names its zip records after the file, and the bytes must repeat
-    torch.save({"state_dict": state, "edgekit": meta}, buf)
-    seconds = time.perf_counter() - t_start
-    report = {"checkpoint": ckpt.name, "name": name, "variant": v.name, "classes": list(classes.names), **record,
-              "seconds": round(seconds, 1), "phase_seconds": {k: p["seconds"] for k, p in phases.items()},
-              "epoch_seconds": [round(e.seconds, 2) for e in history]}
+
+def _write(paths: tuple[Path, Path, Path], name: str, v, split: _Split, fitted: _Fitted, record: dict,
+           options: TrainOptions, seconds: float, plot: bool) -> TrainResult:
+    """The checkpoint, its report and (plot) the report's picture, each written whole or not at all."""
+    from edgekit.models import checkpoint
+
+    ckpt, report_path, png_path = paths
+    data = checkpoint.encode(fitted.state, {
+        "name": name, "variant": v.name, "class_names": list(split.classes.names),
+        "preprocessing": contract.preprocessing(v), "normalization": {"mean": list(v.mean), "std": list(v.std)},
+        "training": record, "build": {"int8_aware": options.int8_aware}})
+    report = {"checkpoint": ckpt.name, "name": name, "variant": v.name, "classes": list(split.classes.names),
+              **record, "seconds": round(seconds, 1),
+              "phase_seconds": {k: p["seconds"] for k, p in fitted.phases.items()},
+              "epoch_seconds": [round(e.seconds, 2) for e in fitted.history]}
+    png = None
     if plot:
         try:
             from edgekit.training.report import plot_png
 
             png = plot_png(report)
         except ModuleNotFoundError:  # matplotlib is the build extra's; the checkpoint does not need it
-            png, plot = None, False
-    write_atomic(ckpt, buf.getvalue())
+            plot = False
+    write_atomic(ckpt, data)
     write_json(report_path, report)
-    if plot and png is not None:
+    if png is not None:
         write_atomic(png_path, png)
-    say(f"best epoch {best.epoch} of {len(best.history)}: validation accuracy {100 * record['val_accuracy']:.2f} % "
-        f"on {len(va.ids)} images; {seconds:.1f} s in all")
     return TrainResult(ckpt, report_path, png_path if plot else None, record)

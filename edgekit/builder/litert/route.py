@@ -25,8 +25,8 @@ def stage_export(run: Run, req: BuildRequest) -> Hit:
     parts = {"weights": req.weights.sha256, "converter": CONVERTER}
 
     def produce(tmp: Path) -> dict:
-        from edgekit.builder import model as model_mod
-        from edgekit.builder import weights as weights_mod
+        from edgekit.models import network as model_mod
+        from edgekit.models import weights as weights_mod
         from edgekit.builder.litert import export
 
         run.progress("convert: PyTorch -> float .tflite (litert-torch)", None)

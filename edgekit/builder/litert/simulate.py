@@ -20,10 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from edgekit.builder import rounding
+from edgekit.builder.fakequant import mean_shift, ste_round
 from edgekit.builder.litert.graph import LAYERS, Graph, Op, Tensor, store_saturated
-from edgekit.builder.onnx.quantize import (
-    mean_shift,  # the same estimate as the ONNX path
-)
 from edgekit.core import arch
 from edgekit.errors import UnsupportedOp
 
@@ -48,8 +46,6 @@ def fake_quant(x: torch.Tensor, t: Tensor, ste: bool = False) -> torch.Tensor:
     lo, hi = _INT[t.type]
     s, z = _param(t, t.scale, x.ndim), _param(t, t.zero_point, x.ndim)
     if ste:
-        from edgekit.training.int8_aware import ste_round
-
         return ((ste_round(x / s) + z).clamp(lo, hi) - z) * s
     return (torch.round(x / s) + z).clamp_(lo, hi).sub_(z).mul_(s)
 

@@ -1,5 +1,5 @@
 """INT8-aware fine-tuning on the litert route: the fully-integer .tflite as a trainable torch module
-(training/int8_aware.py).
+(builder/int8_aware.py).
 
 The student evaluates the int8 graph as simulate.py does (every activation rounded and clamped onto its int8 grid,
 per-channel int8 weights, the fused activations), with each layer's integer weights (held as floats in grid steps,
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgekit.builder.fakequant import ste_round
 from edgekit.builder.litert import simulate
 from edgekit.builder.litert.graph import LAYERS, Graph, Tensor, store_saturated
-from edgekit.training.int8_aware import ste_round
 
 WEIGHT_Q = (-127, 127)  # symmetric int8 weights (ai-edge-quantizer's static_wi8_ai8)
 

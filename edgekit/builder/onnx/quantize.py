@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgekit.builder.cache import private_path
+from edgekit.builder.fakequant import mean_shift
 from edgekit.builder.onnx import saturation
 from edgekit.builder.request import BIAS_IMAGES, METHODS, ROUNDINGS, QuantOptions
 from edgekit.device.preprocess import to_input
@@ -101,12 +103,16 @@ def quantize_qdq(fp32: Path, out: Path, pixels: np.ndarray, contract: dict, opts
     # beside the output (the stage's temporary entry), so a killed build leaves nothing outside the cache
     with tempfile.TemporaryDirectory(prefix=".quant-", dir=Path(out).parent) as td:
         td = Path(td)
-        ranges = collect_ranges(fp32, pixels, contract, opts, td, progress)
+        # onnxruntime writes a shape-inferred copy beside the model it is given and deletes it after: handed the
+        # cached export itself, two builds of one variant (x86 and onnx at once) deleted each other's copy, inside
+        # an entry the cache promises never changes. It gets a private link in this build's own directory.
+        mine = private_path(fp32, td)
+        ranges = collect_ranges(mine, pixels, contract, opts, td, progress)
         save_tensors_data(ranges, td / "ranges.json")
         method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                   "entropy": CalibrationMethod.Entropy}[opts.method]
         with _quiet():
-            quantize_static(str(fp32), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(str(mine), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=method, calibration_cache_path=str(td / "ranges.json"),
                             extra_options={"TensorQuantOverrides": overrides,
@@ -236,19 +242,6 @@ class _Rerounder:
     def report(self, images: int) -> dict:
         return {"method": "error-compensating (GPTQ update, input covariance)", "layers": self.layers,
                 "images": images, "pair_limited_channels_kept_nearest": self.kept_nearest}
-
-
-def mean_shift(yq, yf, clip: tuple[float, float] | None) -> np.ndarray:
-    """Per output channel: the mean error of the INT8 output after the layer's activation, over the positions where
-    the activation passes values (a bias shift only moves those; clipped positions would dilute the estimate)."""
-    if yq.ndim == 4:  # (N, C, H, W) in channels-last memory -> a (N*H*W, C) view: sums over rows are fast
-        yq, yf = yq.permute(0, 2, 3, 1).reshape(-1, yq.shape[1]), yf.permute(0, 2, 3, 1).reshape(-1, yf.shape[1])
-    if clip is None:
-        return (yq - yf).mean(dim=0).double().numpy()
-    lo, hi = clip
-    d = yq.clamp(lo, hi).sub_(yf.clamp(lo, hi))
-    active = (d != 0).logical_or_((yf > lo).logical_and_(yf < hi))
-    return (d.sum(dim=0).double() / active.sum(dim=0).clamp(min=1).double()).numpy()
 
 
 def _activation_clips(fmodel: onnx.ModelProto) -> dict[str, tuple[float, float]]:

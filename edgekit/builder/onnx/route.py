@@ -18,8 +18,8 @@ def stage_export(run: Run, req: BuildRequest) -> Hit:
     parts = {"weights": req.weights.sha256, "opset": export.OPSET, "exporter": export.EXPORTER}
 
     def produce(tmp: Path) -> dict:
-        from edgekit.builder import model as model_mod
-        from edgekit.builder import weights as weights_mod
+        from edgekit.models import network as model_mod
+        from edgekit.models import weights as weights_mod
 
         run.progress("export: PyTorch -> ONNX (opset %d)" % export.OPSET, None)
         net = model_mod.with_pixel_input(weights_mod.build_model(req.variant, req.weights))

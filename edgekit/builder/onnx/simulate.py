@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
+from edgekit.builder.fakequant import ste_round
 from edgekit.errors import UnsupportedOp
 
 _QRANGE = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-2**31, 2**31 - 1)}
@@ -41,8 +42,6 @@ def _quantize(x, scale, zp, axis, dtype, ste: bool = False):
     lo, hi = _QRANGE[dtype]
     s, z = _bcast(scale, axis, x.ndim), _bcast(zp, axis, x.ndim)
     if ste:
-        from edgekit.training.int8_aware import ste_round
-
         return (ste_round(x / s) + z).clamp(lo, hi)
     return torch.round(x / s).add_(z).clamp_(lo, hi)
 

@@ -1,4 +1,4 @@
-"""INT8-aware fine-tuning on the onnx route: the QDQ model as a trainable torch module (training/int8_aware.py).
+"""INT8-aware fine-tuning on the onnx route: the QDQ model as a trainable torch module (builder/int8_aware.py).
 
 The student is the post-training QDQ model evaluated by simulate.Graph, the same arithmetic bias correction and
 rounding use: activations on their calibrated uint8 grids, weights on their per-channel int8 grids (the int16-safe
@@ -14,9 +14,9 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from edgekit.builder.fakequant import ste_round
 from edgekit.builder.onnx import saturation
 from edgekit.builder.onnx.simulate import Graph, attrs
-from edgekit.training.int8_aware import ste_round
 
 WEIGHT_Q = (-127, 127)  # symmetric int8 weights, as the quantizer writes them
 

@@ -93,10 +93,20 @@ class EfficientNetLite(nn.Module):
         self.bn2 = _bn(arch.HEAD_CHANNELS)
         self.classifier = nn.Linear(arch.HEAD_CHANNELS, variant.num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled 1280-wide features the classifier reads (what head-only training learns from)."""
-        x = F.relu6(self.bn1(self.conv_stem(x)))
-        x = self.blocks(x)
+    def features(self, x: torch.Tensor, frozen: int | None = None) -> torch.Tensor:
+        """The pooled 1280-wide features the classifier reads (what head-only training learns from). `frozen`: the
+        stem and the first `frozen` stages of blocks run without gradients (fine-tuning the rest saves their
+        memory and time); None: every layer as the caller's grad mode says."""
+        if frozen is None:
+            x = F.relu6(self.bn1(self.conv_stem(x)))
+            x = self.blocks(x)
+        else:
+            with torch.no_grad():
+                x = F.relu6(self.bn1(self.conv_stem(x)))
+                for stage in self.blocks[:frozen]:
+                    x = stage(x)
+            for stage in self.blocks[frozen:]:
+                x = stage(x)
         x = F.relu6(self.bn2(self.conv_head(x)))
         # keepdim + flatten, not mean((2, 3)): litert-torch then keeps the pooling in NHWC (no TRANSPOSE op)
         return x.mean((2, 3), keepdim=True).flatten(1)

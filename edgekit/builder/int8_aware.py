@@ -1,8 +1,9 @@
-"""INT8-aware fine-tuning: the loop, the same for every route.
+"""INT8-aware fine-tuning, a build step: the loop, the same for every route (builder/tune.py runs it in a build).
 
 A route hands in a *student*: a torch module that evaluates its own int8 artifact's arithmetic (the grids, per-channel
 weight scales, activation ranges, rounding and saturation of builder/onnx/simulate.py or builder/litert/simulate.py)
-with the integer weights and the biases as trainable values. Rounding passes gradients straight through (`ste_round`),
+with the integer weights and the biases as trainable values. Rounding passes gradients straight through
+(`fakequant.ste_round`),
 so the forward pass is the artifact's arithmetic exactly and the backward pass sees where each weight would like to
 move. The teacher is the FP32 model the user gave: its logits on the calibration images, computed once. No labels are
 needed; with `label_weight` above 0, images that carry labels add a cross-entropy term (off by default: it pulls the
@@ -29,7 +30,7 @@ from edgekit.builder.request import TuneOptions
 from edgekit.device import metrics
 from edgekit.progress import Progress, no_progress, with_info
 from edgekit.training import augment
-from edgekit.training.loop import _schedule
+from edgekit.training.loop import schedule
 
 
 class Student(Protocol):
@@ -46,12 +47,6 @@ class Student(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> object: ...
-
-
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    """Round to nearest in the forward pass, identity in the backward pass (straight-through estimator). Ties go
-    to even, as torch.round, ONNX QuantizeLinear and the simulators do."""
-    return x + (torch.round(x) - x).detach()
 
 
 @dataclass
@@ -146,7 +141,7 @@ def tune(student: Student, x: torch.Tensor, teacher: Callable[[torch.Tensor], np
     opt = torch.optim.Adam([{"params": [p for n, p in student.named_parameters() if p.requires_grad
                                         and n.startswith(prefix)], "lr": lr} for prefix, lr in groups.items()])
     steps = math.ceil(len(tr) / options.batch_size)
-    sched = _schedule(opt, steps, options.epochs)
+    sched = schedule(opt, steps, options.epochs)
     g = torch.Generator().manual_seed(options.seed)
     for epoch in range(1, options.epochs + 1):
         t0 = time.perf_counter()
