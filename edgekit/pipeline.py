@@ -64,6 +64,8 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
                               f"{req.target.name} x{ratio:.2f} slower than plain int8 (limit x{MAX_SLOWDOWN:.2f}); "
                               "the manifest records both")
     found = follows_fp32(st.val.meta, agreement_counts=req.weights.pretrained and not req.selection.val_from_recipe)
+    if req.budget is not None:
+        found += req.budget.unresolved(st.val.meta)
     if not req.classes.imagenet and req.selection.source in recipes():
         used = "calibrated and validated" if req.selection.val_from_recipe else "calibrated"
         found.append(f"a model of your own classes {used} on the embedded '{req.selection.source}' photographs (none "

@@ -1,9 +1,11 @@
 """The bundle's model card (README.md), generated from its manifest: what it is, how to feed it, how to run it."""
 from __future__ import annotations
 
+from edgekit.core.intervals import percent, points
 
-def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.2f} %"
+
+def _pct(v, interval=None) -> str:
+    return "—" if v is None else percent(v, interval)
 
 
 def device_section(m: dict) -> list[str]:
@@ -79,9 +81,15 @@ def render(m: dict) -> str:
         lines += [f"On {val['images']} images held out from calibration ({val.get('source', '')}), with "
                   f"{val['runtime']} on the build machine ({m['build_machine'].get('cpu', '?')}, "
                   f"{m['build_machine'].get('cores', '?')} cores):", "",
-                  "| top-1 agreement INT8 vs FP32 | top-1 FP32 | top-1 INT8 | logit SQNR |", "|---|---|---|---|",
-                  f"| {_pct(val.get('top1_agreement'))} | {_pct(val.get('top1_fp32'))} | {_pct(val.get('top1_int8'))} "
-                  f"| {val.get('logit_sqnr_db', float('nan')):.1f} dB |"]
+                  "| top-1 agreement INT8 vs FP32 | top-1 FP32 | top-1 INT8 | top-1 drop | logit SQNR |",
+                  "|---|---|---|---|---|",
+                  f"| {_pct(val.get('top1_agreement'), val.get('top1_agreement_ci95'))} "
+                  f"| {_pct(val.get('top1_fp32'), val.get('top1_fp32_ci95'))} "
+                  f"| {_pct(val.get('top1_int8'), val.get('top1_int8_ci95'))} "
+                  f"| {'—' if val.get('top1_drop_points') is None else points(val['top1_drop_points'], val.get('top1_drop_points_ci95'))} "
+                  f"| {val.get('logit_sqnr_db', float('nan')):.1f} dB |", "",
+                  f"Brackets: 95 % intervals (Wilson's for a proportion, Newcombe's paired one for the drop); on "
+                  f"{val['images']} images one image is {100 / val['images']:.2f} points."]
         if val.get("per_class"):
             lines += ["", "| class | images | top-1 FP32 | top-1 INT8 |", "|---|---|---|---|"]
             lines += [f"| {r['class']} | {r['images']} | {_pct(r['top1_fp32'])} | {_pct(r['top1_int8'])} |"

@@ -85,6 +85,30 @@ class Budget:
                 out.append(f"agreement {100 * (agree or 0):.2f} % < {100 * self.min_agreement:g} %")
         return out
 
+    def unresolved(self, drift: dict) -> list[str]:
+        """Warnings for a budget finer than the validation images can measure: its figure's 95 % interval is wider
+        than the budget, with about how many photos would resolve it. The decision stays on the point figure."""
+        from edgekit.core import intervals
+
+        out = []
+        lo_hi = drift.get("top1_drop_points_ci95")
+        if self.max_drop is not None and lo_hi and (lo_hi[1] - lo_hi[0]) / 2 > self.max_drop:
+            n = drift.get("labelled_images") or drift["images"]
+            need = intervals.images_to_resolve(self.max_drop, drift.get("disagreements", 0) / max(1, drift["images"]))
+            out.append(f"--max-drop {self.max_drop:g} is finer than {n} labelled validation photos can measure (the "
+                       f"drop's 95 % interval is {lo_hi[0]:.1f} to {lo_hi[1]:.1f} points); about {need} photos would "
+                       "resolve it: pass --val DIR with more, or allow more; the decision is made on the point figure")
+        lo_hi = drift.get("top1_agreement_ci95")
+        if self.min_agreement is not None and lo_hi and (lo_hi[1] - lo_hi[0]) / 2 > 1 - self.min_agreement:
+            a = self.min_agreement
+            need = "no number of photos" if a >= 1 else \
+                f"about {math.ceil(intervals.Z95 ** 2 * a / (1 - a))} photos"
+            out.append(f"--min-agreement {100 * a:g} is finer than {drift['images']} validation photos can measure "
+                       f"(the agreement's 95 % interval is {100 * lo_hi[0]:.1f} to {100 * lo_hi[1]:.1f} %); {need} "
+                       "would resolve it: pass --val DIR with more, or allow more; the decision is made on the point "
+                       "figure")
+        return out
+
     def allowed_disagreements(self, images: int) -> int | None:
         """Most INT8/FP32 top-1 disagreements --min-agreement allows on `images` validation images."""
         if self.min_agreement is None:

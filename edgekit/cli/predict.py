@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli import render
+from edgekit.cli import render_predict
 from edgekit.cli.app import main
 from edgekit.errors import DeviceError, ImageError, UsageError
 
@@ -105,17 +105,17 @@ class _Output:
         self._last_live = 0.0
 
     def image(self, result) -> None:
-        click.echo(json.dumps(result.to_dict()) if self.as_json else render.predictions_table(result))
+        click.echo(json.dumps(result.to_dict()) if self.as_json else render_predict.predictions_table(result))
 
     def frame(self, summary, result) -> None:
         if self.as_json:
             click.echo(json.dumps(result.to_dict()))
         elif not self.stdout_tty:  # a log or a pipe: one line per classified frame
-            click.echo(render.frame_line(result))
+            click.echo(render_predict.frame_line(result))
         now = time.monotonic()
         if self.tty and now - self._last_live >= 0.25:
             self._last_live = now
-            click.echo("\r\033[K" + render.live_line(summary, result), err=True, nl=False)
+            click.echo("\r\033[K" + render_predict.live_line(summary, result), err=True, nl=False)
 
     def summary(self, summary) -> None:
         if self.tty and summary.kind == "frame":
@@ -123,4 +123,4 @@ class _Output:
         s = summary.to_dict()
         if self.as_json:
             click.echo(json.dumps({"summary": s}))
-        click.echo(render.predict_summary(s), err=True)
+        click.echo(render_predict.predict_summary(s), err=True)

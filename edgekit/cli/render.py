@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekit.core.intervals import percent, points
 from edgekit.device.fingerprint import peak_c
 
 
@@ -36,11 +37,12 @@ def build_summary(path: Path, m: dict) -> str:
         lines.append(f"  int8 .tflite: {'integer-only' if checks['integer_only'] else 'FLOAT OPS: ' + ', '.join(checks['float_ops'])}"
                      f" ({ops})")
     if v.get("images"):
-        line = (f"  validation ({v['images']} held-out images, {v['runtime']}): top-1 agreement "
-                f"{100 * v['top1_agreement']:.2f} %, logit SQNR {v['logit_sqnr_db']:.1f} dB")
+        line = (f"  validation ({v['images']} held-out images, {v['runtime']}; 95 % intervals): top-1 agreement "
+                f"{percent(v['top1_agreement'], v.get('top1_agreement_ci95'))}, logit SQNR {v['logit_sqnr_db']:.1f} dB")
         if "top1_fp32" in v:
-            line += (f", top-1 FP32 {100 * v['top1_fp32']:.2f} % -> INT8 {100 * v['top1_int8']:.2f} % "
-                     f"(drop {v['top1_drop_points']:.2f} points)")
+            line += (f", top-1 FP32 {percent(v['top1_fp32'], v.get('top1_fp32_ci95'))} -> INT8 "
+                     f"{percent(v['top1_int8'], v.get('top1_int8_ci95'))} "
+                     f"(drop {points(v['top1_drop_points'], v.get('top1_drop_points_ci95'))})")
         lines.append(line)
         lines += per_class_lines(v.get("per_class"))
     if v.get("caveat"):
@@ -170,17 +172,22 @@ def bench_table(r: dict) -> str:
     if g:
         vp = g["vs_pytorch"]
         lines.append(f"  golden set ({g['images']} inputs): top-1 agreement with PyTorch FP32: INT8 "
-                     f"{100 * vp['int8']['top1_agreement']:.2f} %, FP32 artifact {100 * vp['fp32']['top1_agreement']:.2f} %;"
-                     f" INT8 vs FP32 artifact {100 * g['int8_vs_fp32']['top1_agreement']:.2f} %, "
+                     f"{percent(vp['int8']['top1_agreement'], vp['int8'].get('top1_agreement_ci95'))}, FP32 artifact "
+                     f"{percent(vp['fp32']['top1_agreement'], vp['fp32'].get('top1_agreement_ci95'))};"
+                     f" INT8 vs FP32 artifact "
+                     f"{percent(g['int8_vs_fp32']['top1_agreement'], g['int8_vs_fp32'].get('top1_agreement_ci95'))}, "
                      f"SQNR {g['int8_vs_fp32']['logit_sqnr_db']:.1f} dB")
         if r.get("caveat") and not r.get("images"):
             lines.append(f"  note: the golden set was {r['caveat']}")
     im = r.get("images")
     if im:
-        line = (f"  images ({im['images']} from {im['source']}): INT8 vs FP32 agreement "
-                f"{100 * im['top1_agreement']:.2f} %, preprocessing {im['preprocess_ms_per_image']:.1f} ms/image")
+        line = (f"  images ({im['images']} from {im['source']}; 95 % intervals): INT8 vs FP32 agreement "
+                f"{percent(im['top1_agreement'], im.get('top1_agreement_ci95'))}, preprocessing "
+                f"{im['preprocess_ms_per_image']:.1f} ms/image")
         if "top1_fp32" in im:
-            line += f", top-1 FP32 {100 * im['top1_fp32']:.2f} % -> INT8 {100 * im['top1_int8']:.2f} %"
+            line += (f", top-1 FP32 {percent(im['top1_fp32'], im.get('top1_fp32_ci95'))} -> INT8 "
+                     f"{percent(im['top1_int8'], im.get('top1_int8_ci95'))} (drop "
+                     f"{points(im['top1_drop_points'], im.get('top1_drop_points_ci95'))})")
             if "top5_fp32" in im:
                 line += f", top-5 {100 * im['top5_fp32']:.2f} % -> {100 * im['top5_int8']:.2f} %"
         lines.append(line)
@@ -275,37 +282,6 @@ def store_table(rows: list[dict]) -> str:
                          f"{_ms(b.get('speedup'), 'x')}" + ("" if b.get("comparable") != "false" else
                                                            " (not comparable)"))
     return "\n".join(lines)
-
-
-def predictions_table(result) -> str:
-    head = result.input if result.frame is None else f"{result.input} frame {result.frame}"
-    rows = [f"  {p.rank:>2}  {p.probability:6.3f}  " + (f"{p.wnid:10} " if p.wnid else "") + p.name
-            for p in result.predictions]
-    return "\n".join([head, *rows])
-
-
-def frame_line(result) -> str:
-    return f"frame {result.frame:>5}: " + ", ".join(f"{p.name} {p.probability:.3f}" for p in result.predictions)
-
-
-def live_line(summary, result) -> str:
-    rate = summary.classified / summary.seconds if summary.seconds > 0 else 0.0
-    top = result.predictions[0]
-    return f"{summary.read} frames, {rate:5.1f} frames/s classified, top-1: {top.name} ({top.probability:.2f})"
-
-
-def predict_summary(s: dict) -> str:
-    unit = "image" if s["kind"] == "image" else "frame"
-    rate = f" ({s['per_second']:.1f} {unit}s/s)" if s["per_second"] else ""
-    line = (f"summary of {s['source']}: {s['read']} {unit}{'s' if s['read'] != 1 else ''} read, {s['classified']} "
-            f"classified in {s['seconds']:.2f} s{rate}")
-    if s["failed"]:
-        line += f", {s['failed']} unreadable"
-    if s.get("labelled"):
-        line += f"; top-1 {100 * s['top1']:.2f} % on the {s['labelled']} with a label (class folder or file name)"
-    if s["latency_ms"]:
-        line += "; p50/p90 ms: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p90']:.1f}" for k, v in s["latency_ms"].items())
-    return line
 
 
 def per_class_lines(rows: list[dict] | None, indent: str = "    ") -> list[str]:

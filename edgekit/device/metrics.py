@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekit.core import intervals
+
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
@@ -22,7 +24,8 @@ def drift(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) 
     p, q = _softmax(fp32.astype(np.float64)), _softmax(int8.astype(np.float64))
     kl = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
     err = float(((fp32 - int8) ** 2).sum())
-    out = {"images": int(n), "top1_agreement": float(same.mean()), "disagreements": int((~same).sum()),
+    out = {"images": int(n), "top1_agreement": float(same.mean()),
+           "top1_agreement_ci95": list(intervals.wilson(int(same.sum()), n)), "disagreements": int((~same).sum()),
            "logit_sqnr_db": float(10 * np.log10(float((fp32 ** 2).sum()) / err)) if err > 0 else float("inf"),
            "mean_kl": kl, "max_abs_logit_diff": float(np.abs(fp32 - int8).max())}
     if labels is not None and len(labels) == n and (labels >= 0).any():
@@ -31,10 +34,27 @@ def drift(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) 
         out["labelled_images"] = int(known.sum())
         for name, logits in (("fp32", fp32[known]), ("int8", int8[known])):
             out[f"top1_{name}"] = topk_hits(logits, y, 1)
+            out[f"top1_{name}_ci95"] = list(intervals.wilson(int(round(out[f"top1_{name}"] * len(y))), len(y)))
             if logits.shape[1] > 5:  # of five classes or fewer, top-5 is every class
                 out[f"top5_{name}"] = topk_hits(logits, y, 5)
         out["top1_drop_points"] = 100.0 * (out["top1_fp32"] - out["top1_int8"])
+        out["top1_drop_points_ci95"] = drop_interval(fp32[known].argmax(1) == y, int8[known].argmax(1) == y)
     return out
+
+
+def top1_interval(hits: int, n: int) -> list[float]:
+    """The 95 % interval of a top-1 of `hits` in `n` (core/intervals.py: Wilson)."""
+    return list(intervals.wilson(hits, n))
+
+
+def drop_interval(right_fp32: np.ndarray, right_int8: np.ndarray) -> list[float]:
+    """The 95 % interval of FP32 top-1 minus INT8 top-1, in points, judged on the same photos (paired)."""
+    a = int((right_fp32 & right_int8).sum())
+    b = int((right_fp32 & ~right_int8).sum())
+    c = int((~right_fp32 & right_int8).sum())
+    d = int((~right_fp32 & ~right_int8).sum())
+    lo, hi = intervals.paired_difference(a, b, c, d)
+    return [100.0 * lo, 100.0 * hi]
 
 
 PER_CLASS_MAX = 100  # more classes than this (ImageNet-1k) and per-class figures on a few hundred images are noise

@@ -18,6 +18,7 @@ from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 
+from edgekit.core import intervals
 from edgekit.device.classifier import Classifier, Prediction
 from edgekit.device.frames import FrameSource
 from edgekit.core.classes import ClassIndex
@@ -75,7 +76,8 @@ class Summary:
         if not n:
             return {}
         name = (lambda i: self.class_names[i] if i < len(self.class_names) else str(i))
-        return {"labelled": n, "top1": sum(h[1] for h in self.hits.values()) / n,
+        right = sum(h[1] for h in self.hits.values())
+        return {"labelled": n, "top1": right / n, "top1_ci95": list(intervals.wilson(right, n)),
                 "per_class": [{"class": name(k), "images": h[0], "top1": h[1] / h[0]}
                               for k, h in sorted(self.hits.items())]}
 

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from edgekit import __version__
-from edgekit.core import contract
+from edgekit.core import contract, intervals
 from edgekit.core.bundle import check_model_name, write_atomic, write_json
 from edgekit.core.variants import get_variant
 from edgekit.device.imagesets import digest
@@ -141,7 +141,8 @@ def train(data: str | Path, variant: str = "lite0", *, val: str | Path | None = 
     seconds = time.perf_counter() - t_start
     result = _write(paths, name, v, split, fitted, record, options, seconds, plot)
     say(f"best epoch {fitted.best.epoch} of {len(fitted.best.history)}: validation accuracy "
-        f"{100 * record['val_accuracy']:.2f} % on {len(fitted.val_labels)} images; {seconds:.1f} s in all")
+        f"{intervals.percent(record['val_accuracy'], record['val_accuracy_ci95'])} (95 % interval) on "
+        f"{len(fitted.val_labels)} images; {seconds:.1f} s in all")
     return result
 
 
@@ -251,6 +252,7 @@ def _record(split: _Split, fitted: _Fitted, options: TrainOptions, ref) -> dict:
     return {
         "mode": options.mode, "options": asdict(options), "epochs": options.epochs_run,
         "epochs_run": len(best.history), "best_epoch": best.epoch, "val_accuracy": float((pred == labels).mean()),
+        "val_accuracy_ci95": list(intervals.wilson(int((pred == labels).sum()), len(labels))),
         "per_class": per_class, "confusion": confusion.tolist(), "train_images": len(fitted.train_ids),
         "val_images": len(fitted.val_ids), "val_source": split.val_source,
         "skipped_unreadable": len(split.train) + len(split.val) - len(fitted.train_ids) - len(fitted.val_ids),
