@@ -24,19 +24,19 @@ FIXTURE_MARKS = {
     "default_build": "build", "arm64_bundle": "build", "sample_builds": "build", "lite0_fp32": "build",
     "onnx_bundle": "build", "bundles": "build", "trained": "train", "device_venv": "venv", "slim_env": "venv",
     "registry": "registry", "sshd": "board", "two_boards": "board", "board_site": "board", "cluster": "ray",
+    "serial_small": "build",
 }
 TEST_MARKS = {  # test function name -> markers
     "test_registry_credentials_from_env_or_docker_config_never_printed": ("registry",),
     **dict.fromkeys([  # each builds a real variant itself
-        "test_jobs_share_one_cache_without_a_race", "test_failed_pair_fails_alone_in_processes_and_in_order",
+        "test_failed_pair_fails_alone_in_processes_and_in_order",
         "test_budget_that_cannot_hold_searches_then_fails_saying_which_layers",
         "test_arm64_budget_raises_activations_to_int16_then_fails_naming_them",
         "test_budget_met_by_the_default_is_recorded_with_its_near_ties",
-        "test_arm64_int8_aware_keeps_the_integer_only_graph",
         "test_build_int8_aware_ships_the_tuned_int8_beside_the_original_fp32",
         "test_the_budget_tries_int8_aware_before_raising_layers",
         "test_a_killed_build_leaves_nothing_the_next_one_does_not_sweep",
-        "test_random_weights_are_said_in_plain_words", "test_a_published_bundle_names_no_path_of_the_build_machine",
+        "test_a_published_bundle_names_no_path_of_the_build_machine",
         "test_a_build_records_the_recipe_by_name_and_digest",
         "test_a_small_calibration_folder_warns_and_the_manifest_records_it",
         "test_a_changed_variant_fact_rebuilds_the_stages_that_read_it", "test_ctrl_c_is_one_line_and_exit_130",
@@ -47,6 +47,7 @@ TEST_MARKS = {  # test function name -> markers
         "test_the_same_seed_gives_the_same_checkpoint_and_nothing_is_left_on_ctrl_c",
         "test_unreadable_training_images_are_one_warning_and_training_goes_on",
         "test_ctrl_c_in_edgekit_train_is_exit_130_and_writes_nothing",
+        "test_a_checkpoint_of_train_int8_aware_builds_int8_aware_unless_told_not_to",
     ], ("train",)),
     "test_the_data_folders_are_at_the_top_and_every_wheel_carries_them": ("venv",),  # builds wheels
 }

@@ -194,34 +194,33 @@ def test_the_budget_tries_int8_aware_before_raising_layers(tmp_path, cache_dir):
     assert not [k for k in run.log.stages if k.startswith(("sensitivity", "mixed"))]  # nothing ranked or raised
 
 
-def test_arm64_int8_aware_keeps_the_integer_only_graph(tmp_path, cache_dir):
-    """The litert route through the command line, on a post-training model with nearest rounding (one tuning can
-    improve): the tuned .tflite, read from its stage's cache entry whether or not it ships, is integer-only with the
-    post-training model's ops and other integers; the bundle's FP32 twin is the post-training build's, and the model
-    that ships is the one that scores better on the validation images."""
+def test_arm64_int8_aware_keeps_the_integer_only_graph(tmp_path):
+    """The litert route on the tiny variant (tests/tiny.py), post-training with nearest rounding (an error tuning
+    can remove): the tuned .tflite, read from its stage's cache entry whether or not it ships, is integer-only with
+    the post-training model's ops and other integers; the bundle's FP32 twin is the post-training build's, and the
+    model that ships is the one that scores better on the validation images."""
+    import edgekit
     from edgekit.analysis.choice import score
     from edgekit.builder.litert import graph
+    from tests import tiny
 
-    common = ["--variant", "lite0", "--target", "arm64", "--num-calib", "20", "--num-val", "16", "--rounding",
-              "nearest", "--cache-dir", str(cache_dir), "--json"]
-    m0 = json.loads(run_cli("build", *common, "--out", str(tmp_path / "a"), check=True).stdout)
-    r = run_cli("build", *common, "--int8-aware", "--out", str(tmp_path / "b"), check=True)
-    m1 = json.loads(r.stdout)
-    assert ("int8-aware epoch 8/8" in r.stderr or m1["timings"]["int8-aware"]["cached"]) \
-        and "int8-aware fine-tuning (" in r.stderr
+    cache = tmp_path / "cache"
+    common = dict(weights=tiny.checkpoint(tmp_path / "tiny.pt"), num_calib=20, num_val=32, rounding="nearest",
+                  cache_dir=cache)
+    with tiny.registered(), pytest.warns(UserWarning):
+        b0 = edgekit.build(None, "arm64", out=tmp_path / "a", **common)
+        b1 = edgekit.build(None, "arm64", out=tmp_path / "b", int8_aware=True, **common)
+    m0, m1 = b0.manifest, b1.manifest
     rec = m1["int8_aware"]
     assert rec["kept"], rec  # nearest rounding leaves a systematic error the tuning removes
-    entry = next(e.parent for e in (cache_dir / "int8-aware-tflite").glob("*/entry.json")
-                 if json.loads(e.read_text())["meta"]["calibration"]["int8_aware"]["held_out_after"]
-                 == rec["held_out_after"])
-    a, b = tmp_path / "a" / m0["name"], tmp_path / "b" / m1["name"]
+    entry = next(e.parent for e in (cache / "int8-aware-tflite").glob("*/entry.json"))
     tuned = (entry / "model.int8.tflite").read_bytes()
     inv = graph.inventory(graph.read(tuned))
     assert not inv["float_ops"] and inv["ops"] == m0["backend_checks"]["ops"]
-    assert tuned != (a / m0["artifacts"]["int8"]).read_bytes()
-    assert rec["written"]["weights"] > 0 and rec["written"]["layers"] == 50
-    assert _digest(a / m0["artifacts"]["fp32"]) == _digest(b / m1["artifacts"]["fp32"])
+    assert tuned != (b0.path / m0["artifacts"]["int8"]).read_bytes()
+    assert rec["written"]["weights"] > 0 and rec["written"]["layers"] > 0
+    assert _digest(b0.path / m0["artifacts"]["fp32"]) == _digest(b1.path / m1["artifacts"]["fp32"])
     post, tun = rec["validation"]["post_training"], rec["validation"]["tuned"]
     assert rec["shipped"] == (score(tun) >= score(post))
-    assert ((b / m1["artifacts"]["int8"]).read_bytes() == tuned) == rec["shipped"]
-    assert m1["validation"]["images"] == 16 and m1["backend_checks"]["integer_only"]
+    assert ((b1.path / m1["artifacts"]["int8"]).read_bytes() == tuned) == rec["shipped"]
+    assert m1["validation"]["images"] == 32 and m1["backend_checks"]["integer_only"]

@@ -319,7 +319,7 @@ def test_predict_on_a_directory(default_build):
     r = run_cli("predict", str(default_build[0]), str(SAMPLE), "--top", "2", check=True)
     blocks = r.stdout.strip().split("\n" + str(SAMPLE))
     assert len(blocks) == len(list(SAMPLE.iterdir())) and "500 images read, 500 classified" in r.stderr
-    assert re.search(r"top-1 \d+\.\d\d % on the 500 with a label", r.stderr), r.stderr
+    assert re.search(r"top-1 \d+\.\d\d % \[\d+\.\d, \d+\.\d\] \(95 % interval\) on the 500 with a label", r.stderr), r.stderr
 
 
 def test_predict_reports_top1_on_class_folders_followed_through_links(tiny_bundle, tmp_path):

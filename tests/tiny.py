@@ -70,3 +70,26 @@ def build(target: str, out: Path, cache: Path) -> Path:
     with registered(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # few validation images, random weights: said in the manifest
         return build_bundle(None, target, weights=ckpt, num_calib=16, num_val=32, out=out, cache_dir=cache).path
+
+
+def cli(*args: str):
+    """`edgekit ARGS` in this process, with the tiny variant registered (`--variant tiny`): for tests of what the
+    command line does with a build, not of a real variant. .returncode, .stdout, .stderr as a subprocess's."""
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    with registered(), warnings_kept():
+        r = CliRunner().invoke(main, list(args))
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
+
+
+@contextlib.contextmanager
+def warnings_kept():
+    """The command line prints warnings its own way (warnings.showwarning): put the caller's back afterwards."""
+    import warnings
+
+    with warnings.catch_warnings():
+        yield

@@ -2,11 +2,12 @@
 own runtime, and the golden set a bundle carries so a board can check itself against PyTorch."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from edgekit.builder.cache import Hit
+from edgekit.builder.cache import ENTRY, Hit
 from edgekit.builder.request import BuildRequest
 from edgekit.builder.stages import Run
 from edgekit.core import contract
@@ -14,6 +15,26 @@ from edgekit.core.bundle import GOLDEN_FILE
 from edgekit.device import metrics, preprocess, runtimes
 
 GOLDEN_IMAGES = 32  # preprocessed validation inputs carried in the bundle, with PyTorch's logits
+
+
+def stage_reference(run: Run, req: BuildRequest, tgt: Hit, loaded=None) -> Hit:
+    """The FP32 artifact's logits on the validation images. Every INT8 model a build validates (other range methods,
+    INT8-aware fine-tuning, raised layers) has the same FP32 twin: keyed by its bytes, it runs once."""
+    stem = Path(tgt.meta["fp32"]).stem
+    files = json.loads((tgt.path / ENTRY).read_text())["files"]
+    parts = {"fp32": {n: d for n, d in files.items() if Path(n).stem == stem}, "val": req.selection.val_digest,
+             "runtime": req.target.runtime}
+
+    def produce(tmp: Path) -> dict:
+        pixels = (loaded or run.load(req.selection.val, "validate: read held-out images")).pixels
+        logits = runtimes.artifact_logits(req.target.runtime, tgt.path, tgt.meta, pixels,
+                                          contract.for_artifacts(req.target, req.variant),
+                                          lambda label, total, unit="img":
+                                          run.progress(f"validate: {label}", total, unit), ("fp32",))
+        np.save(tmp / "fp32.npy", logits["fp32"])
+        return {"images": int(len(pixels))}
+
+    return run.stage("reference", parts, produce, req=req)
 
 
 def stage_validate(run: Run, req: BuildRequest, tgt: Hit) -> Hit:
@@ -26,7 +47,9 @@ def stage_validate(run: Run, req: BuildRequest, tgt: Hit) -> Hit:
         logits = runtimes.artifact_logits(req.target.runtime, tgt.path, tgt.meta, loaded.pixels,
                                           contract.for_artifacts(req.target, req.variant),
                                           lambda label, total, unit="img":
-                                          run.progress(f"validate: {label}", total, unit))
+                                          run.progress(f"validate: {label}", total, unit), ("int8",))
+        ref = stage_reference(run, req, tgt, loaded)
+        logits["fp32"] = np.load(ref.path / "fp32.npy")
         np.savez_compressed(tmp / "logits.npz", fp32=logits["fp32"], int8=logits["int8"], labels=loaded.labels,
                             ids=np.array(loaded.ids))
         return {**metrics.drift(logits["fp32"], logits["int8"], loaded.labels),

@@ -163,14 +163,14 @@ def check_format(runtime: str, path: Path) -> None:
 
 
 def artifact_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict,
-                    progress: Progress = no_progress
+                    progress: Progress = no_progress, precisions: tuple[str, ...] = ("int8", "fp32")
                     ) -> dict[str, np.ndarray]:
-    """Both artifacts' logits on the same HWC pixels, each fed its own input contract, one image at a time, with the
+    """The artifacts' logits on the same HWC pixels, each fed its own input contract, one image at a time, with the
     runtime at its default threading. contracts/artifacts: {"int8": ..., "fp32": ...}."""
     from edgekit.device.preprocess import to_input
 
     out = {}
-    for precision in ("int8", "fp32"):
+    for precision in precisions:
         x = to_input(pixels, contracts[precision])
         run = open_runner(runtime, root / artifacts[precision], fp32_reference=precision == "fp32")
         advance = progress(f"{precision} on {runtime}", len(x))
