@@ -4,7 +4,6 @@ FP32 model. Small configurations (a few dozen images, seconds per epoch); the be
 import dataclasses
 import hashlib
 import io
-import json
 
 import numpy as np
 import onnx
@@ -28,7 +27,6 @@ from edgekit.device import metrics
 from edgekit.device.imagesets import load_pixels
 from edgekit.builder import int8_aware
 
-from .conftest import run_cli
 
 # post-training quantization without its refinements (no bias correction, nearest rounding): a model with an error
 # INT8-aware fine-tuning can clearly reduce, so the tests see its effect on a few images
