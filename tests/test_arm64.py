@@ -154,11 +154,10 @@ def test_predict_on_emulated_boards_gives_the_golden_top1(sample_builds, board_s
 
 
 @pytest.fixture(scope="module")
-def onnx_bundle(default_build, cache_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("onnx")  # same export and quantization as the default build: cached
-    run_cli("build", "--variant", "lite0", "--target", "onnx", "--num-calib", "20", "--out", str(out),
-            "--cache-dir", str(cache_dir), check=True)
-    return out / "lite0-onnx-int8"
+def onnx_bundle(tiny_bundles) -> Path:
+    """The tiny onnx bundle (tests/tiny.py): what is compared is the runtime's arithmetic on each machine, and the
+    emulated board runs it in a fraction of lite0's time."""
+    return tiny_bundles["onnx"]
 
 
 def test_bench_on_emulated_arm64_matches_x86(onnx_bundle, tmp_path):

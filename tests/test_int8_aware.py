@@ -135,7 +135,7 @@ def test_build_int8_aware_ships_the_tuned_int8_beside_the_original_fp32(tmp_path
     req = _request(tmp_path, "onnx")
     c = Cache(cache_dir)
     plain, m0 = pipeline.build(dataclasses.replace(req, out_dir=tmp_path / "plain"), c)
-    tuned, m1 = pipeline.build(dataclasses.replace(req, tune=TuneOptions(), out_dir=tmp_path / "tuned"), c)
+    tuned, m1 = pipeline.build(dataclasses.replace(req, tune=FAST, out_dir=tmp_path / "tuned"), c)
     rec = m1["int8_aware"]
     # kept on the held-out calibration images, shipped because it also scores better on the validation images
     assert rec["kept"] and rec["held_out_after"]["logit_sqnr_db"] > rec["held_out_before"]["logit_sqnr_db"]
