@@ -1,6 +1,5 @@
 """End-to-end builds through the CLI: bundle contents, OpenVINO int8 check, cache behaviour, bad inputs."""
 import json
-import shutil
 
 import pytest
 
@@ -84,6 +83,13 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path):
     assert "corrupt cache entry" in r.stderr
     assert m["timings"]["export"]["cached"] and not m["timings"]["quantize"]["cached"]
     manifest.read(tmp_path / "d" / m["name"])
+
+
+def _one_error_line(r):
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
 
 
 def test_unknown_target_and_variant_list_valid_ones(tmp_path):
