@@ -81,15 +81,9 @@ def cli(*args: str):
 
     from edgekit.cli import main
 
-    with registered(), warnings_kept():
-        r = CliRunner().invoke(main, list(args))
-    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
-
-
-@contextlib.contextmanager
-def warnings_kept():
-    """The command line prints warnings its own way (warnings.showwarning): put the caller's back afterwards."""
     import warnings
 
-    with warnings.catch_warnings():
-        yield
+    # the command line prints warnings its own way (warnings.showwarning): the caller's come back afterwards
+    with registered(), warnings.catch_warnings():
+        r = CliRunner().invoke(main, list(args))
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)

@@ -101,8 +101,8 @@ class Budget:
         lo_hi = drift.get("top1_agreement_ci95")
         if self.min_agreement is not None and lo_hi and (lo_hi[1] - lo_hi[0]) / 2 > 1 - self.min_agreement:
             a = self.min_agreement
-            need = "no number of photos" if a >= 1 else \
-                f"about {math.ceil(intervals.Z95 ** 2 * a / (1 - a))} photos"
+            n = intervals.images_for_agreement(a)
+            need = "no number of photos" if n is None else f"about {n} photos"
             out.append(f"--min-agreement {100 * a:g} is finer than {drift['images']} validation photos can measure "
                        f"(the agreement's 95 % interval is {100 * lo_hi[0]:.1f} to {100 * lo_hi[1]:.1f} %); {need} "
                        "would resolve it: pass --val DIR with more, or allow more; the decision is made on the point "

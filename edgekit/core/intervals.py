@@ -68,6 +68,12 @@ def points(value: float, interval: tuple[float, float] | list[float] | None) -> 
     return f"{text} [{lo:.1f}, {hi:.1f}]"
 
 
+def images_for_agreement(min_agreement: float, z: float = Z95) -> int | None:
+    """About how many photos an agreement interval needs to be no wider than 1 - `min_agreement` on either side,
+    at that agreement (half-width about z * sqrt(a (1 - a) / n)); None for 100 %, which no number of photos shows."""
+    return None if min_agreement >= 1 else math.ceil(z * z * min_agreement / (1 - min_agreement))
+
+
 def images_to_resolve(budget_points: float, rate: float = 0.01, z: float = Z95) -> int:
     """About how many photos a drop interval needs to be no wider than `budget_points` on either side, when the two
     models disagree on a share `rate` of the photos (the paired interval's half-width is about z * sqrt(rate / n)).

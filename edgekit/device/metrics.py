@@ -42,11 +42,6 @@ def drift(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) 
     return out
 
 
-def top1_interval(hits: int, n: int) -> list[float]:
-    """The 95 % interval of a top-1 of `hits` in `n` (core/intervals.py: Wilson)."""
-    return list(intervals.wilson(hits, n))
-
-
 def drop_interval(right_fp32: np.ndarray, right_int8: np.ndarray) -> list[float]:
     """The 95 % interval of FP32 top-1 minus INT8 top-1, in points, judged on the same photos (paired)."""
     a = int((right_fp32 & right_int8).sum())
