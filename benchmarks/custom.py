@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pipeline_cost  # beside this script: the same `edgekit build` runner the other benchmarks use
 
+from edgekit.core.intervals import percent
+
 REPO = Path(__file__).resolve().parent.parent
 FLOWERS = REPO.parent / "shared" / "data" / "flowers12"
 
@@ -68,8 +70,12 @@ def main() -> None:
                         sys.exit(str(e))
                     v = b.manifest["validation"]
                     row["targets"][target] = {"images": v["images"], "top1_fp32": v["top1_fp32"],
-                                              "top1_int8": v["top1_int8"], "agreement": v["top1_agreement"],
+                                              "top1_fp32_ci95": v.get("top1_fp32_ci95"),
+                                              "top1_int8": v["top1_int8"], "top1_int8_ci95": v.get("top1_int8_ci95"),
+                                              "agreement": v["top1_agreement"],
+                                              "agreement_ci95": v.get("top1_agreement_ci95"),
                                               "drop_points": v["top1_drop_points"],
+                                              "drop_points_ci95": v.get("top1_drop_points_ci95"),
                                               "logit_sqnr_db": v["logit_sqnr_db"], "build_s": round(b.wall_s, 1),
                                               "warnings": b.manifest.get("warnings")}
                     print(f"  {target}: test top-1 FP32 {100 * v['top1_fp32']:.2f} % -> INT8 "
@@ -79,16 +85,16 @@ def main() -> None:
     machine = pipeline_cost.cpu()
     targets = a.targets.split(",")
     lines = [f"Machine: {machine}. flowers12: trained on train/ (720 photos, 12 classes), INT8 calibrated on "
-             f"{a.num_calib} of train/, every figure on test/ (240 photos).", "",
+             f"{a.num_calib} of train/, every figure on test/ (240 photos); in brackets the 95 % interval (Wilson).", "",
              "| variant | mode | training | FP32 top-1 (test) | " + " | ".join(
                  f"{t} INT8 top-1 / agreement" for t in targets) + " |",
              "|---|---|---|---|" + "---|" * len(targets)]
     for r in rows:
-        fp32 = r["targets"][targets[0]]["top1_fp32"]
-        cells = [f"{100 * r['targets'][t]['top1_int8']:.2f} % / {100 * r['targets'][t]['agreement']:.2f} %"
-                 for t in targets]
+        first = r["targets"][targets[0]]
+        cells = [f"{percent(c['top1_int8'], c['top1_int8_ci95'])} / {percent(c['agreement'], c['agreement_ci95'])}"
+                 for c in (r["targets"][t] for t in targets)]
         lines.append(f"| {r['variant']} | {r['mode']} | {r['train_s'] / 60:.1f} min ({r['epochs_run']} epochs) | "
-                     f"{100 * fp32:.2f} % | " + " | ".join(cells) + " |")
+                     f"{percent(first['top1_fp32'], first['top1_fp32_ci95'])} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"machine": machine, "rows": rows, "markdown": lines}, indent=2) + "\n")

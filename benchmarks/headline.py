@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pipeline_cost  # beside this script: the same `edgekit build` runner the suite uses
 
+from edgekit.core.intervals import percent, points
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SAMPLE = REPO.parent / "shared" / "data" / "imagenet-sample"
 
@@ -48,19 +50,25 @@ def main() -> None:
                              "agreement": v.get("top1_agreement"), "top1_fp32": v.get("top1_fp32"),
                              "top1_int8": v.get("top1_int8"), "drop_points": v.get("top1_drop_points"),
                              "logit_sqnr_db": v.get("logit_sqnr_db"), "latency": lat,
+                             **{f"{k}_ci95": v.get(f"{m}_ci95") for k, m in (
+                                 ("agreement", "top1_agreement"), ("top1_fp32", "top1_fp32"),
+                                 ("top1_int8", "top1_int8"), ("drop_points", "top1_drop_points"))},
                              "runtime": f"{rep['device']['runtime_package']} {rep['device']['runtime_version']}"})
                 print(f"{variant} {target}: cold {b.wall_s:.1f} s, agreement {100 * v['top1_agreement']:.2f} %, "
                       f"1 thread INT8 {lat['1']['int8_p50_ms']:.2f} ms / FP32 {lat['1']['fp32_p50_ms']:.2f} ms",
                       file=sys.stderr, flush=True)
         machine = rep["device"]
     lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores; {a.num_calib} calibration images"
-             f"{' from ' + a.calib if a.calib else ''}, validation on the rest (held out).", "",
+             f"{' from ' + a.calib if a.calib else ''}, validation on the rest (held out); in brackets the 95 % "
+             "interval (Wilson for the agreement, Newcombe's paired interval for the drop in top-1 points).", "",
              "| variant | target | runtime | agreement | top-1 FP32 → INT8 | INT8 p50 (1 thr) | FP32 p50 (1 thr) | "
              "INT8/FP32 | cold build |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         l1 = r["latency"]["1"]
-        top1 = (f"{100 * r['top1_fp32']:.2f} → {100 * r['top1_int8']:.2f} %" if r["top1_fp32"] is not None else "—")
-        lines.append(f"| {r['variant']} | {r['target']} | {r['runtime']} | {100 * r['agreement']:.2f} % | {top1} | "
+        top1 = (f"{100 * r['top1_fp32']:.2f} → {100 * r['top1_int8']:.2f} % (drop "
+                f"{points(r['drop_points'], r['drop_points_ci95'])})" if r["top1_fp32"] is not None else "—")
+        lines.append(f"| {r['variant']} | {r['target']} | {r['runtime']} | "
+                     f"{percent(r['agreement'], r['agreement_ci95'])} | {top1} | "
                      f"{l1['int8_p50_ms']:.2f} ms | {l1['fp32_p50_ms']:.2f} ms | "
                      f"{l1['int8_p50_ms'] / l1['fp32_p50_ms']:.2f} | {r['cold_build_s']:.0f} s |")
     print("\n".join(lines))

@@ -5,6 +5,8 @@ import platform
 
 import paths as paths_mod
 
+from edgekit.core.intervals import percent
+
 # the done-when checks of the suite (issue 7), computed from the figures, never asserted by hand
 NOISE = 0.05  # "within noise": medians of interleaved runs this close count as equal
 ARM_RATIO = 0.55  # TFLite INT8 at most this share of TFLite FP32 latency
@@ -82,17 +84,25 @@ def _precision(name: str) -> str:
     return next(p.precision for p in paths_mod.PATHS if p.name == name)
 
 
+def _drop(f: dict) -> str:
+    if f.get("top1_drop_points") is None:
+        return "n/a"
+    lo_hi = f.get("top1_drop_points_ci95")
+    return f"{f['top1_drop_points']:+.2f}" + (f" [{lo_hi[0]:.1f}, {lo_hi[1]:.1f}]" if lo_hi else "")
+
+
 def _fidelity(arts: list[dict]) -> list[str]:
     names = [p.name for p in paths_mod.PATHS if p.name != paths_mod.EAGER]
     out = ["## 3. Fidelity", "", "Each path against PyTorch eager FP32 on the same held-out images: top-1 agreement / "
-           "top-1 drop in points (labels) / logit SQNR.", "",
+           "top-1 drop in points (labels) / logit SQNR; in brackets the 95 % interval (Wilson for the agreement, "
+           "Newcombe's paired interval for the drop).", "",
            "| path | " + " | ".join(a["variant"] for a in arts) + " |", "|---|" + "---|" * len(arts)]
     for k in names:
         cells = []
         for a in arts:
             f = a["fidelity"][k]
-            cells.append(f"{100 * f['top1_agreement']:.2f} % / {f.get('top1_drop_points', float('nan')):+.2f} / "
-                         f"{f['logit_sqnr_db']:.1f} dB")
+            cells.append(f"{percent(f['top1_agreement'], f.get('top1_agreement_ci95'))} / "
+                         f"{_drop(f)} / {f['logit_sqnr_db']:.1f} dB")
         out.append(f"| {k} | " + " | ".join(cells) + " |")
     return out
 

@@ -28,6 +28,7 @@ from edgekit.builder.route import route_for
 from edgekit.builder.stages import Run
 from edgekit.builder.validate import follows_fp32, stage_golden, stage_validate
 from edgekit.core import bundle as manifest
+from edgekit.core.intervals import agreement_and_sqnr
 from edgekit.progress import Progress, no_progress
 
 
@@ -50,7 +51,7 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
         elif not st.tuned:
             v = st.tuning["validation"]
             warnings.warn(f"the INT8-aware fine-tuned model scored below the post-training one on the validation "
-                          f"images ({_figures(v['tuned'])} against {_figures(v['post_training'])}); the bundle "
+                          f"images ({agreement_and_sqnr(v['tuned'])} against {agreement_and_sqnr(v['post_training'])}); the bundle "
                           "keeps the post-training model and the manifest records both")
     else:
         st = Chosen(arts, stage_validate(run, req, arts.tgt), req.quant)
@@ -78,10 +79,6 @@ def build(req: BuildRequest, c: Cache, progress: Progress = no_progress) -> tupl
     path = write_bundle(dataclasses.replace(req, quant=st.quant), st.arts, st.val, gold, run.log, st.mixed, found,
                         tuning)
     return path, json.loads((path / manifest.MANIFEST).read_text())
-
-
-def _figures(v: dict) -> str:
-    return f"agreement {100 * (v['top1_agreement'] or 0):.2f} %, logit SQNR {v['logit_sqnr_db'] or 0:.2f} dB"
 
 
 def analyze(req: BuildRequest, c: Cache, images: int, progress: Progress = no_progress) -> dict:

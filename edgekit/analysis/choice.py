@@ -29,8 +29,9 @@ class Chosen:
 
 
 def brief(d: dict) -> dict:
-    """The figures a decision reads, from a validation's meta."""
-    return {k: d.get(k) for k in ("top1_agreement", "top1_drop_points", "logit_sqnr_db")}
+    """The figures a decision reads, from a validation's meta, with their 95 % intervals where it has them."""
+    return {**{k: d.get(k) for k in ("top1_agreement", "top1_drop_points", "logit_sqnr_db")},
+            **{k: d[k] for k in ("top1_agreement_ci95", "top1_drop_points_ci95") if k in d}}
 
 
 def score(d: dict) -> tuple:

@@ -1,7 +1,7 @@
 """The bundle's model card (README.md), generated from its manifest: what it is, how to feed it, how to run it."""
 from __future__ import annotations
 
-from edgekit.core.intervals import percent, points
+from edgekit.core.intervals import agreement_and_sqnr, percent, points
 
 
 def _pct(v, interval=None) -> str:
@@ -111,12 +111,8 @@ def render(m: dict) -> str:
                       f"{b['logit_sqnr_db']:.1f} -> {a['logit_sqnr_db']:.1f} dB; the figures above are on images it never "
                       "saw). The FP32 reference is the original model.")
     if tuned and (tv := tuned.get("validation") or {}).get("tuned"):
-        lines[-1] += (f" On the validation images the post-training model scored {_agreement(tv['post_training'])}, "
-                      f"the fine-tuned one {_agreement(tv['tuned'])}: the bundle ships the "
+        lines[-1] += (f" On the validation images the post-training model scored {agreement_and_sqnr(tv['post_training'])}, "
+                      f"the fine-tuned one {agreement_and_sqnr(tv['tuned'])}: the bundle ships the "
                       f"{'fine-tuned' if tuned.get('shipped') else 'post-training'} model.")
     lines += ["Latency depends on the device: measure it there with `edgekit bench`.", ""]
     return "\n".join(lines)
-
-
-def _agreement(v: dict) -> str:
-    return f"{_pct(v['top1_agreement'])} agreement with FP32 (logit SQNR {v['logit_sqnr_db'] or 0:.1f} dB)"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.core.intervals import percent, points
+from edgekit.core.intervals import agreement_and_sqnr, percent, points
 from edgekit.device.fingerprint import peak_c
 
 
@@ -65,9 +65,8 @@ def build_summary(path: Path, m: dict) -> str:
                         "the bundle keeps the post-training model"))
         if (tv := tuned.get("validation") or {}).get("tuned"):
             p, t = tv["post_training"], tv["tuned"]
-            lines.append(f"  decided on the validation images: post-training {100 * (p['top1_agreement'] or 0):.2f} % "
-                         f"/ {p['logit_sqnr_db'] or 0:.2f} dB, tuned {100 * (t['top1_agreement'] or 0):.2f} % / "
-                         f"{t['logit_sqnr_db'] or 0:.2f} dB")
+            lines.append(f"  decided on the validation images: post-training {agreement_and_sqnr(p)}; tuned "
+                         f"{agreement_and_sqnr(t)}")
     if mixed and not mixed["layers"]:
         lines.append(f"  budget: met by {mixed.get('met_by') or 'plain int8'} ({len(mixed['search'])} models tried)")
     elif mixed:

@@ -68,6 +68,13 @@ def points(value: float, interval: tuple[float, float] | list[float] | None) -> 
     return f"{text} [{lo:.1f}, {hi:.1f}]"
 
 
+def agreement_and_sqnr(v: dict) -> str:
+    """One model's validation figures in a phrase (`agreement 99.00 % [97.7, 99.6], logit SQNR 25.30 dB`), from a
+    record with `top1_agreement`, `logit_sqnr_db` and, where known, `top1_agreement_ci95`."""
+    return (f"agreement {percent(v.get('top1_agreement') or 0, v.get('top1_agreement_ci95'))}, "
+            f"logit SQNR {v.get('logit_sqnr_db') or 0:.2f} dB")
+
+
 def images_for_agreement(min_agreement: float, z: float = Z95) -> int | None:
     """About how many photos an agreement interval needs to be no wider than 1 - `min_agreement` on either side,
     at that agreement (half-width about z * sqrt(a (1 - a) / n)); None for 100 %, which no number of photos shows."""
