@@ -99,7 +99,7 @@ def main() -> None:
             rep = json.loads((work / "b.json").read_text())
             verdicts[target] = rep["verdict"]
             machine = rep["device"]
-    lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores; {a.variant}, {a.frames}-frame 640x480 videos; "
+    lines = [f"Machine: {pipeline_cost.cpu()}; {a.variant}, {a.frames}-frame 640x480 videos; "
              "predict on all cores.", "",
              "| target | video | precision | frames/s | capture p50 | prepare p50 | inference p50 |",
              "|---|---|---|---|---|---|---|"]

@@ -58,7 +58,7 @@ def main() -> None:
                       f"1 thread INT8 {lat['1']['int8_p50_ms']:.2f} ms / FP32 {lat['1']['fp32_p50_ms']:.2f} ms",
                       file=sys.stderr, flush=True)
         machine = rep["device"]
-    lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores; {a.num_calib} calibration images"
+    lines = [f"Machine: {pipeline_cost.cpu()}; {a.num_calib} calibration images"
              f"{' from ' + a.calib if a.calib else ''}, validation on the rest (held out); in brackets the 95 % "
              "interval (Wilson for the agreement, Newcombe's paired interval for the drop in top-1 points).", "",
              "| variant | target | runtime | agreement | top-1 FP32 → INT8 | INT8 p50 (1 thr) | FP32 p50 (1 thr) | "

@@ -40,7 +40,9 @@ def cpu() -> str:
     from edgekit.device.fingerprint import fingerprint
 
     fp = fingerprint()
-    return f"{fp['cpu']}, {fp['cores']} cores"
+    features = ", ".join(k for k, on in fp["int8_features"].items() if on) or "no int8 dot-product instructions"
+    ident = f" ({fp['cpu_id']})" if fp.get("cpu_id") else ""
+    return f"{fp['cpu']}{ident}, {fp['cores']} cores, {features}"
 
 
 def bench(bundle: Path, work: Path, runs: int, threads: str = "1,2") -> dict:

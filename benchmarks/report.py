@@ -4,6 +4,7 @@ from __future__ import annotations
 import platform
 
 import paths as paths_mod
+import pipeline_cost
 
 from edgekit.core.intervals import percent
 
@@ -23,7 +24,7 @@ def machine() -> dict:
         tools["nncf"] = nncf.__version__
     except ImportError:
         pass
-    return {**m(), "python": platform.python_version(), "tools": tools}
+    return {**m(), "described": pipeline_cost.cpu(), "python": platform.python_version(), "tools": tools}
 
 
 def _stage_cell(s: dict | None) -> str:
@@ -128,7 +129,7 @@ def render(doc: dict) -> str:
     tools = ", ".join(f"{k} {v}" for k, v in sorted(m["tools"].items()) if v)
     out = ["# Benchmarks", "",
            f"Written by `python benchmarks/suite.py{' --quick' if doc['mode'] == 'quick' else ''}` in "
-           f"{doc['total_s'] / 60:.1f} min on {m['cpu']} ({m['cores']} cores, {m['arch']}), Python {m['python']}; "
+           f"{doc['total_s'] / 60:.1f} min on {m.get('described') or m['cpu']} ({m['arch']}), Python {m['python']}; "
            f"{tools}. Calibration and held-out images: {doc['calibration']}. Every figure below comes from that one "
            "run; `benchmarks/results/suite.json` has them all.", ""]
     out += _pipeline(doc)

@@ -77,6 +77,14 @@ def cpu_description(info: dict) -> tuple[str, str, str | None]:
     return "other", info.get("model name") or info.get("cpu model") or "unknown", None
 
 
+def cpu_id(info: dict) -> str | None:
+    """x86's `cpu family F, model M`: what tells CPUs apart that /proc/cpuinfo names alike (a cloud's "AMD EPYC" is
+    Zen 1 to Zen 5, with very different INT8 speed-ups)."""
+    if "cpu family" not in info:
+        return None
+    return f"cpu family {info['cpu family']}, model {info.get('model', '?')}"
+
+
 def board_model(root: Path) -> str | None:
     for rel in ("proc/device-tree/model", "sys/firmware/devicetree/base/model"):
         if text := _read(root, rel):
@@ -168,7 +176,7 @@ def fingerprint(root: Path | None = None) -> dict:
     flags = set((info.get("flags") or info.get("features") or "").split())
     board = board_model(root)
     is_pi = bool(board and board.startswith("Raspberry Pi"))
-    return {"board": board, "cpu": cpu, "cpu_part": part, "family": family, "cores": cores,
+    return {"board": board, "cpu": cpu, "cpu_id": cpu_id(info), "cpu_part": part, "family": family, "cores": cores,
             "int8_features": {k: flag in flags for k, flag in INT8_FEATURES.get(family, {}).items()},
             "cpufreq": cpufreq(root), "memory": memory_mb(root), "soft_limit_c": soft_limit_c(root, is_pi),
             "is_raspberry_pi": is_pi}
