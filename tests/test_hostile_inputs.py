@@ -250,6 +250,22 @@ def _files(m, extra):
     (lambda m: {**m, "class_names": m["class_names"][:2]}, "2 class names for 3 outputs"),
     (lambda m: {**m, "files": {**m["files"], "labels.txt": 7}}, "no sha256 digest"),
     (lambda m: "[" * 100000 + "]" * 100000, "is not valid JSON"),
+    # every field the device reads (issue 32): an empty or wrong input contract is one line, not "a bug in edgekit"
+    (lambda m: {**m, "input": {}}, "'input' has layout None"),
+    (lambda m: {**m, "input": {**m["input"], "mean": [0, 0]}}, "'input' gives no mean of three numbers"),
+    (lambda m: {**m, "input": {**m["input"], "std": [1, 0, 1]}}, "'input' has a std of 0"),
+    (lambda m: {**m, "input": {**m["input"], "dtype": "float16"}}, "'input' has dtype 'float16'"),
+    (lambda m: {**m, "input": {**m["input"], "layout": "CHW"}}, "'input' has layout 'CHW'"),
+    (lambda m: {**m, "input": {**m["input"], "dtype": "int8", "quantization": None}},
+     "'input' takes int8 without a quantization"),
+    (lambda m: {**m, "input": {**m["input"], "dtype": "int8", "quantization": {"scale": 0, "zero_point": 0}}},
+     "without a positive scale"),
+    (lambda m: {**m, "fp32_input": []}, "'fp32_input' is not an object"),
+    (lambda m: {**m, "preprocessing": {**m["preprocessing"], "interpolation": "lanczos9"}},
+     "interpolation 'lanczos9'"),
+    (lambda m: {**m, "preprocessing": {**m["preprocessing"], "crop": 0}}, "no resize and crop sizes"),
+    (lambda m: {**m, "variant": {"name": "lite0"}}, "'variant' gives no name and no positive count"),
+    (lambda m: {k: v for k, v in m.items() if k != "variant"}, "'variant' gives no name"),
 ])
 def test_a_malformed_or_escaping_manifest_is_one_line_exit_2(tiny_bundle, tmp_path, edit, expected):
     import edgekit
@@ -262,6 +278,13 @@ def test_a_malformed_or_escaping_manifest_is_one_line_exit_2(tiny_bundle, tmp_pa
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ") and expected in r.stderr, \
         r.stderr
     assert "Traceback" not in r.stderr and "bug in edgekit" not in r.stderr
+
+
+def test_every_interpolation_a_manifest_may_name_is_one_the_device_has():
+    from edgekit.core import contract
+    from edgekit.device import preprocess
+
+    assert set(contract.INTERPOLATIONS) == set(preprocess._INTERP)
 
 
 def test_a_symlinked_bundle_file_is_refused(tiny_bundle, tmp_path):
@@ -301,6 +324,35 @@ def test_load_runs_the_bytes_it_verified_not_a_file_swapped_after(tiny_bundle, t
     # an intact bundle loads from the verified bytes and classifies as before
     good = edgekit.load(tiny_bundle)
     assert good.classify(tiny_bundle / "example.png", top=1)[0].index >= 0
+
+
+def test_bench_measures_and_compares_the_bytes_it_verified(tiny_bundle, tmp_path, monkeypatch):
+    """Right after bench's one read of the artifacts and the golden set, the files are overwritten with junk: the
+    latency runs, the golden drift and the --images drift all use the bytes that were verified, so the report is
+    the intact bundle's (reopening any file would fail on the junk)."""
+    from edgekit.core import bundle as manifest_mod
+    from edgekit.device import harness
+
+    b = _copy(tiny_bundle, tmp_path)
+    images = tmp_path / "imgs" / "cat"
+    images.mkdir(parents=True)
+    (images / "a.png").write_bytes((b / "example.png").read_bytes())
+    clean = harness.run(b, [1], runs=2, warmup=0, images=images.parent)
+    real = manifest_mod.read_verified
+
+    def read_then_spoil(bundle, m, names):
+        out = real(bundle, m, names)
+        assert "golden.npz" in names and m["artifacts"]["int8"] in names
+        for name in names:
+            (bundle / name).write_bytes(b"junk")
+        return out
+
+    monkeypatch.setattr(harness.manifest, "read_verified", read_then_spoil)
+    spoiled = harness.run(b, [1], runs=2, warmup=0, images=images.parent)
+    assert (b / "golden.npz").read_bytes() == b"junk"
+    assert spoiled["golden"] == clean["golden"] and spoiled["golden"]["images"] > 0
+    assert spoiled["images"]["top1_agreement"] == clean["images"]["top1_agreement"]
+    assert spoiled["verdict"]["line"].split(":")[0] == clean["verdict"]["line"].split(":")[0]
 
 
 def test_the_model_card_checks_the_wheel_before_installing_it(tiny_bundle, tmp_path):

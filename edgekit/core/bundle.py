@@ -11,6 +11,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+from edgekit.core import contract
 from edgekit.errors import BuildError, ManifestError
 
 SCHEMA_VERSION = 1
@@ -117,8 +118,21 @@ def check_schema(m: object, path: Path) -> dict:
         value = m.get(key) or []
         if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
             bad(f"'{key}' is not a list of names")
-    if not all(isinstance(m["preprocessing"].get(k), int) for k in ("resize", "crop")):
+    pre = m["preprocessing"]
+    if not all(isinstance(pre.get(k), int) and not isinstance(pre.get(k), bool) and pre[k] > 0
+               for k in ("resize", "crop")):
         bad("'preprocessing' gives no resize and crop sizes")
+    if pre.get("interpolation") not in contract.INTERPOLATIONS:
+        bad(f"'preprocessing' names interpolation {pre.get('interpolation')!r}, not one of "
+            f"{', '.join(contract.INTERPOLATIONS)}")
+    for key in ("input", "fp32_input"):
+        if key in m and (why := contract.problem(m[key])):
+            bad(f"'{key}' {why}")
+    variant = m.get("variant")
+    if not isinstance(variant, dict) or not isinstance(variant.get("name"), str) \
+            or not isinstance(variant.get("macs"), (int, float)) or isinstance(variant.get("macs"), bool) \
+            or variant["macs"] <= 0:
+        bad("'variant' gives no name and no positive count of multiply-accumulates (macs)")
     shape, names = m["output"].get("shape"), m["class_names"]
     if isinstance(shape, list) and shape and shape[-1] != len(names):
         bad(f"{len(names)} class names for {shape[-1]} outputs")

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from edgekit.core.variants import Variant
 
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")  # what preprocessing.interpolation may name
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32", "int8", "uint8")  # what an artifact's input may be
 INPUT_NAME = "pixels"  # the ONNX artifacts' input and output tensors
 OUTPUT_NAME = "logits"
 
@@ -54,6 +57,38 @@ def for_artifacts(target, variant: Variant) -> dict[str, dict]:
     int8 = CONTRACTS[target.input_contract](variant)
     fp32 = CONTRACTS[target.fp32_input_contract or target.input_contract](variant)
     return {"int8": int8, "fp32": fp32}
+
+
+def problem(c: object) -> str | None:
+    """What is wrong with an input contract a device would follow (None: nothing), in a few words."""
+    def numbers(v, n):
+        return isinstance(v, list) and len(v) == n and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x == x for x in v)
+
+    if not isinstance(c, dict):
+        return "is not an object"
+    if c.get("layout") not in LAYOUTS:
+        return f"has layout {c.get('layout')!r}, not one of {', '.join(LAYOUTS)}"
+    if c.get("dtype") not in DTYPES:
+        return f"has dtype {c.get('dtype')!r}, not one of {', '.join(DTYPES)}"
+    for key in ("mean", "std"):
+        if not numbers(c.get(key), 3):
+            return f"gives no {key} of three numbers"
+    if any(s == 0 for s in c["std"]):
+        return "has a std of 0"
+    q = c.get("quantization")
+    if q is not None:
+        if not isinstance(q, dict) or not numbers([q.get("scale"), q.get("zero_point")], 2) or q["scale"] <= 0:
+            return "has a quantization without a positive scale and a zero point"
+        if c["dtype"] == "float32":
+            return "quantizes a float32 input"
+    elif c["dtype"] != "float32":
+        return f"takes {c['dtype']} without a quantization"
+    shape = c.get("shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 4
+                                  and all(isinstance(d, int) and d > 0 for d in shape)):
+        return "has a shape that is not four positive sizes"
+    return None
 
 
 def from_manifest(m: dict, precision: str) -> dict:

@@ -71,17 +71,28 @@ def interleaved(runners: dict[str, Callable], x: dict[str, np.ndarray], runs: in
     return {p: summarize(times[p]) for p in runners}
 
 
-def _logits(bundle: Path, m: dict, runtime: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
+def _logits(bundle: Path, m: dict, runtime: str, pixels: np.ndarray, content: dict[str, bytes]
+            ) -> dict[str, np.ndarray]:
     contracts = {p: contract.from_manifest(m, p) for p in ("int8", "fp32")}
-    return runtimes.artifact_logits(runtime, bundle, m["artifacts"], pixels, contracts)
+    return runtimes.artifact_logits(runtime, bundle, m["artifacts"], pixels, contracts, content=content)
 
 
-def _golden(bundle: Path) -> dict:
-    """The golden set's arrays; a file that is not one (its checksum passed: an edited manifest) is one line."""
+def verified_content(bundle: Path, m: dict) -> dict[str, bytes]:
+    """The bytes bench runs and compares, each file read once and checked against the manifest: both artifacts (an
+    OpenVINO IR is two files) and the golden set where the manifest lists one. Everything after uses these bytes,
+    never the files again, so a file swapped after the check is never measured."""
+    names = [f for p in ("int8", "fp32") for f in runtimes.artifact_files(bundle / m["artifacts"][p])]
+    return manifest.read_verified(bundle, m, names + ([GOLDEN_FILE] if GOLDEN_FILE in m["files"] else []))
+
+
+def _golden(bundle: Path, data: bytes) -> dict:
+    """The golden set's arrays from its verified bytes; a file that is not one (its checksum passed: an edited
+    manifest) is one line."""
+    import io
     import zipfile
 
     try:
-        z = np.load(bundle / GOLDEN_FILE)  # no pickles: object arrays raise ValueError
+        z = np.load(io.BytesIO(data))  # no pickles: object arrays raise ValueError
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise ValueError("not an .npz archive")
         with z:
@@ -94,16 +105,16 @@ def _golden(bundle: Path) -> dict:
     return g
 
 
-def golden_drift(bundle: Path, m: dict, runtime: str, limit: int | None = None) -> dict | None:
+def golden_drift(bundle: Path, m: dict, runtime: str, content: dict[str, bytes], limit: int | None = None
+                 ) -> dict | None:
     """INT8 and FP32 artifacts against the PyTorch FP32 logits recorded at build time, on the carried inputs (the
-    first `limit` of them: slow or emulated devices)."""
-    path = bundle / GOLDEN_FILE
-    if not path.is_file():
+    first `limit` of them: slow or emulated devices). `content`: verified_content's bytes."""
+    if GOLDEN_FILE not in content:
         return None
-    g = _golden(bundle)
+    g = _golden(bundle, content[GOLDEN_FILE])
     if limit:
         g = {k: v[:limit] for k, v in g.items()}
-    out = _logits(bundle, m, runtime, g["pixels"])
+    out = _logits(bundle, m, runtime, g["pixels"], content)
     return {"images": int(len(g["pixels"])),
             "vs_pytorch": {p: metrics.drift(g["torch_logits"], out[p], g["labels"]) for p in out},
             "int8_vs_fp32": metrics.drift(out["fp32"], out["int8"], g["labels"])}
@@ -118,14 +129,16 @@ def image_samples(m: dict, images: Path, limit: int | None) -> list[imagesets.Sa
     return samples[:limit] if limit else samples
 
 
-def image_drift(bundle: Path, m: dict, runtime: str, images: Path, samples: list[imagesets.Sample]) -> dict:
-    """INT8 vs the bundle's FP32 artifact on `samples`, the images of the folder `images`."""
+def image_drift(bundle: Path, m: dict, runtime: str, images: Path, samples: list[imagesets.Sample],
+                content: dict[str, bytes]) -> dict:
+    """INT8 vs the bundle's FP32 artifact on `samples`, the images of the folder `images`; the artifacts run from
+    `content`, verified_content's bytes."""
     t = time.perf_counter()
     loaded = imagesets.load_pixels(samples, m["preprocessing"])
     prep_s = time.perf_counter() - t
     if len(loaded.pixels) == 0:
         raise BenchError(f"none of the {len(samples)} images under {images} could be read")
-    out = _logits(bundle, m, runtime, loaded.pixels)
+    out = _logits(bundle, m, runtime, loaded.pixels, content)
     labels = loaded.labels if (loaded.labels >= 0).any() else None
     return {"source": str(images), "preprocess_ms_per_image": 1e3 * prep_s / len(samples),
             "skipped_unreadable": loaded.skipped, **metrics.drift(out["fp32"], out["int8"], labels),
@@ -149,12 +162,9 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
     for p in ("int8", "fp32"):  # refused now, not after the latency runs
         runtimes.check_format(rt, bundle / m["artifacts"][p])
     samples = image_samples(m, Path(images), limit) if images is not None else None  # refused before timing
-    golden = None
-    # the artifacts' bytes, hashed once: what the latency runs load is what was verified
-    content = manifest.read_verified(bundle, m, [f for p in ("int8", "fp32")
-                                                 for f in runtimes.artifact_files(bundle / m["artifacts"][p])])
-    if (bundle / GOLDEN_FILE).is_file():
-        px = _golden(bundle)["pixels"][:1]
+    content = verified_content(bundle, m)  # what the latency runs, the drift and the verdict all use
+    if GOLDEN_FILE in content:
+        px = _golden(bundle, content[GOLDEN_FILE])["pixels"][:1]
     else:
         crop = m["preprocessing"]["crop"]
         px = np.full((1, crop, crop, 3), 128, np.uint8)
@@ -174,7 +184,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         lat[str(t)]["int8_speedup"] = lat[str(t)]["fp32"]["p50_ms"] / lat[str(t)]["int8"]["p50_ms"]
     before, after = watch.before, watch.done()  # the latency runs are what heat and throttling spoil
     progress("drift: golden set", None)
-    golden = golden_drift(bundle, m, rt, golden_limit)
+    golden = golden_drift(bundle, m, rt, content, golden_limit)
     run_warnings = fingerprint.run_warnings(fp, before, after)
     report = {
         "kind": "edgekit-bench",
@@ -199,7 +209,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
     }
     if images is not None:
         progress(f"drift: images in {images}", None)
-        report["images"] = image_drift(bundle, m, rt, Path(images), samples)
+        report["images"] = image_drift(bundle, m, rt, Path(images), samples, content)
     report["peak_rss_mb"] = _peak_rss_mb()
     report["verdict"] = verdict(report)
     return report

@@ -163,16 +163,17 @@ def check_format(runtime: str, path: Path) -> None:
 
 
 def artifact_logits(runtime: str, root: Path, artifacts: dict, pixels: np.ndarray, contracts: dict,
-                    progress: Progress = no_progress, precisions: tuple[str, ...] = ("int8", "fp32")
-                    ) -> dict[str, np.ndarray]:
+                    progress: Progress = no_progress, precisions: tuple[str, ...] = ("int8", "fp32"),
+                    content: dict[str, bytes] | None = None) -> dict[str, np.ndarray]:
     """The artifacts' logits on the same HWC pixels, each fed its own input contract, one image at a time, with the
-    runtime at its default threading. contracts/artifacts: {"int8": ..., "fp32": ...}."""
+    runtime at its default threading. contracts/artifacts: {"int8": ..., "fp32": ...}; `content`: the artifacts'
+    bytes, verified by the caller, loaded instead of the files (as in open_runner)."""
     from edgekit.device.preprocess import to_input
 
     out = {}
     for precision in precisions:
         x = to_input(pixels, contracts[precision])
-        run = open_runner(runtime, root / artifacts[precision], fp32_reference=precision == "fp32")
+        run = open_runner(runtime, root / artifacts[precision], fp32_reference=precision == "fp32", content=content)
         advance = progress(f"{precision} on {runtime}", len(x))
         logits = []
         for i in range(len(x)):
