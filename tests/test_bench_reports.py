@@ -175,3 +175,25 @@ def test_signing_a_published_bundle_keeps_its_reports(registry, measured, tmp_pa
         got = tmp_path / ("got-oci" if dest.startswith("oci://") else "got-dir")
         r = run_cli("pull", src, "--to", str(got), "--verify-key", str(tmp_path / "key.pub"), check=True)
         assert "2 bench report(s)" in r.stdout and "not signed" in r.stdout
+
+
+def test_ls_shows_the_agreement_interval_and_that_reports_are_not_signed(measured, tmp_path):
+    """A signed bundle's listing: its agreement with the 95 % interval the build measured, and its bench reports
+    said to be checked but not covered by the signature; the pull says the same."""
+    bundle = measured["bundle"]
+    shelf = tmp_path / "shelf"
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    run_cli("publish", str(bundle), "--to", str(shelf), "--sign", str(tmp_path / "key"), "--bench",
+            str(measured["files"][0]), check=True)
+    v = manifest.read(bundle)["validation"]
+    lo, hi = v["top1_agreement_ci95"]
+    row = json.loads(run_cli("ls", str(shelf), "--json", check=True).stdout)[0]
+    assert [float(x) for x in row["vnd.edgekit.agreement.ci95"].split(",")] == pytest.approx([lo, hi], abs=1e-4)
+    text = run_cli("ls", str(shelf), check=True).stdout
+    assert f"{100 * v['top1_agreement']:.2f}% [{100 * lo:.1f}, {100 * hi:.1f}]" in text
+    lines = text.splitlines()
+    mark = next(i for i, line in enumerate(lines) if "a signature covers the bundle, not them" in line)
+    assert lines[mark + 1].strip().startswith("measured on")
+    r = run_cli("pull", str(shelf / NAME), "--to", str(tmp_path / "got"), "--verify-key", str(tmp_path / "key.pub"),
+                check=True)
+    assert "1 bench report(s)" in r.stdout and "not signed" in r.stdout

@@ -155,6 +155,65 @@ def test_an_older_signed_build_does_not_replace_a_newer_one_without_allow_downgr
     assert (board / old.name / "manifest.json").read_bytes() == (old / "manifest.json").read_bytes()
 
 
+def test_a_damaged_record_of_signed_pulls_fails_closed(tiny_bundle, tmp_path):
+    """The record of the newest signed build pulled into a directory is what stops a rollback: a damaged one is
+    refused, never taken for "nothing pulled yet"; deleting it is the user's explicit way to start afresh."""
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    src = _signed_store(tiny_bundle, tmp_path, tmp_path / "key")
+    board, key = tmp_path / "board", str(tmp_path / "key.pub")
+    run_cli("pull", str(src), "--to", str(board), "--verify-key", key, check=True)
+    record = board / ".edgekit-signed-pulls.json"
+    assert tiny_bundle.name in record.read_text()
+    for damage in ("{not json", "[]", '{"%s": "2020"}' % tiny_bundle.name):
+        record.write_text(damage)
+        r = run_cli("pull", str(src), "--to", str(board), "--force", "--verify-key", key)
+        assert r.returncode == 2 and f"{record} is damaged" in r.stderr and "delete it" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and record.read_text() == damage  # left for the user to see
+    record.unlink()
+    run_cli("pull", str(src), "--to", str(board), "--force", "--verify-key", key, check=True)
+
+
+def test_two_signed_pulls_at_once_leave_the_newer_build(tiny_bundle, tmp_path, monkeypatch):
+    """An older and a newer signed build pulled into one directory at once: the check, the placing and the record
+    happen under one lock, so the older one cannot pass its check first and be placed last."""
+    import threading
+    import time
+
+    from edgekit import publish as store
+    from edgekit.publish import directory
+
+    run_cli("keygen", str(tmp_path / "key"), check=True)
+    old = _signed_store(tiny_bundle, tmp_path, tmp_path / "key")
+    new_store = tmp_path / "new-store"
+    run_cli("publish", str(_newer_copy(tiny_bundle, tmp_path / "built")), "--to", str(new_store), "--sign",
+            str(tmp_path / "key"), check=True)
+    board, key = tmp_path / "board", tmp_path / "key.pub"
+    real_place = directory.place
+    old_manifest = (old / "manifest.json").read_bytes()
+
+    def slow_for_the_old(staged, to, force):
+        if (staged / "manifest.json").read_bytes() == old_manifest:
+            time.sleep(1.5)  # the older pull is slow to place its files
+        return real_place(staged, to, force)
+
+    monkeypatch.setattr(directory, "place", slow_for_the_old)
+    errors = []
+
+    def pull(src):
+        try:
+            store.pull(str(src), board, True, False, key, False)
+        except Exception as e:  # noqa: BLE001  (collected and asserted below)
+            errors.append(e)
+
+    first = threading.Thread(target=pull, args=(old,))
+    first.start()
+    time.sleep(0.5)  # the older pull has passed its check and is placing
+    pull(new_store / old.name)
+    first.join()
+    assert not errors, errors
+    assert (board / old.name / "manifest.json").read_bytes() == (new_store / old.name / "manifest.json").read_bytes()
+
+
 def test_a_signature_over_the_digest_alone_is_refused_clearly(tiny_bundle, tmp_path):
     import base64
     import json

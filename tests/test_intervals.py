@@ -76,3 +76,20 @@ def test_a_budget_finer_than_the_photos_can_measure_is_said_with_how_many_would(
     assert "--min-agreement 99.3 is finer than 300" in line and "about 545 photos" in line
     assert "no number of photos" in Budget(min_agreement=1.0).unresolved(drift)[0]
     assert Budget(max_drop=2.0, min_agreement=0.95).unresolved(drift) == []
+
+
+def test_per_class_rows_carry_their_intervals_and_show_them():
+    from edgekit.cli.render import per_class_lines
+
+    labels = np.array([0] * 20 + [1] * 5)
+    fp32 = np.eye(2)[labels] * 5.0
+    int8 = fp32.copy()
+    int8[:3] = np.eye(2)[1] * 5.0  # three of class 0's twenty photos flip
+    rows = metrics.per_class(fp32, int8, labels, ["cat", "dog"])["per_class"]
+    cat, dog = rows
+    assert (cat["top1_fp32"], cat["top1_int8"]) == (1.0, 17 / 20)
+    assert cat["top1_int8_ci95"] == pytest.approx(list(intervals.wilson(17, 20)))
+    assert dog["top1_fp32_ci95"] == pytest.approx(list(intervals.wilson(5, 5)))
+    lo, hi = intervals.wilson(17, 20)
+    text = "\n".join(per_class_lines(rows))
+    assert f"85.0% [{100 * lo:4.0f}, {100 * hi:3.0f}]" in text and "INT8 [95 % interval]" in text

@@ -258,23 +258,37 @@ def _temp(v) -> str:
     return "" if v is None else f"{v:.1f} C"
 
 
+def _ci(text: str | None) -> str:
+    """' [97.7, 99.6]' from a store's "lo,hi" annotation (fractions); '' without one."""
+    try:
+        lo, hi = (float(x) for x in str(text).split(","))
+    except ValueError:
+        return ""
+    return f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
 def store_table(rows: list[dict]) -> str:
-    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement':>9} {'top-1':>7}  {'signer key':16}  created"]
+    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement [95 % interval]':>25} {'top-1':>7}  "
+             f"{'signer key':16}  created"]
     for r in rows:
         agree = r.get("vnd.edgekit.agreement")
         top1 = r.get("vnd.edgekit.top1")
+        agree_ci = _ci(r.get("vnd.edgekit.agreement.ci95"))
         # the key id the store names (`edgekit keygen` printed it); pull --verify-key is what checks it
         signer = str(r.get("vnd.edgekit.signature.key-id") or "unsigned")
         if r.get("verified") == "false":  # its manifest is not the one published: figures shown as unknown
             agree = top1 = None
             signer = "UNVERIFIED"
         lines.append(f"{r['name'][:24]:24} {r.get('vnd.edgekit.variant', ''):7} {r.get('vnd.edgekit.target', ''):7} "
-                     f"{'' if agree is None else f'{100 * float(agree):8.2f}%':>9} "
+                     f"{'' if agree is None else f'{100 * float(agree):.2f}%' + agree_ci:>25} "
                      f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7}  {signer[:16]:16}  "
                      f"{r.get('org.opencontainers.image.created', '')}")
         if r.get("verified") == "false":
             lines.append(f"    {r.get('problem') or 'its manifest is not the one published (altered in the store)'}: "
                          "figures not shown; pull refuses it")
+        if r.get("bench") and r.get("vnd.edgekit.signature.key-id"):
+            lines.append("    bench reports (checked against their digests and this build; a signature covers the "
+                         "bundle, not them):")
         for b in r.get("bench") or []:
             lines.append(f"    measured on {b.get('device')} ({b.get('runtime')}, {b.get('threads')} thr): p50 INT8 "
                          f"{_ms(b.get('int8_p50_ms'))}, FP32 {_ms(b.get('fp32_p50_ms'))}, speed-up "
@@ -288,7 +302,12 @@ def per_class_lines(rows: list[dict] | None, indent: str = "    ") -> list[str]:
     if not rows:
         return []
     width = max(len(r["class"]) for r in rows)
-    out = [f"{indent}{'class':{width}} {'images':>6} {'FP32':>7} {'INT8':>7}"]
-    out += [f"{indent}{r['class']:{width}} {r['images']:6d} {100 * r['top1_fp32']:6.1f}% {100 * r['top1_int8']:6.1f}%"
-            for r in rows]
+
+    def cell(r: dict, p: str) -> str:
+        lo_hi = r.get(f"top1_{p}_ci95")
+        text = f"{100 * r[f'top1_{p}']:5.1f}%"
+        return f"{text} [{100 * lo_hi[0]:4.0f}, {100 * lo_hi[1]:3.0f}]" if lo_hi else text
+
+    out = [f"{indent}{'class':{width}} {'images':>6}  {'FP32 [95 % interval]':19}  INT8 [95 % interval]"]
+    out += [f"{indent}{r['class']:{width}} {r['images']:6d}  {cell(r, 'fp32'):19}  {cell(r, 'int8')}" for r in rows]
     return out

@@ -56,14 +56,17 @@ PER_CLASS_MAX = 100  # more classes than this (ImageNet-1k) and per-class figure
 
 
 def per_class(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None, names) -> dict:
-    """Top-1 of each class that has labelled images (FP32 and INT8), for models of a few classes; {} otherwise."""
+    """Top-1 of each class that has labelled images (FP32 and INT8, each with its Wilson interval: on 20 photos of
+    a class one photo is 5 points), for models of a few classes; {} otherwise."""
     if labels is None or len(names) > PER_CLASS_MAX or not (labels >= 0).any():
         return {}
     rows = []
     for i, name in enumerate(names):
         mask = labels == i
         if mask.any():
-            rows.append({"class": name, "images": int(mask.sum()),
-                         "top1_fp32": float((fp32[mask].argmax(1) == i).mean()),
-                         "top1_int8": float((int8[mask].argmax(1) == i).mean())})
+            n, right = int(mask.sum()), {"fp32": int((fp32[mask].argmax(1) == i).sum()),
+                                         "int8": int((int8[mask].argmax(1) == i).sum())}
+            rows.append({"class": name, "images": n,
+                         **{f"top1_{p}": k / n for p, k in right.items()},
+                         **{f"top1_{p}_ci95": list(intervals.wilson(k, n)) for p, k in right.items()}})
     return {"per_class": rows}

@@ -37,6 +37,8 @@ def annotations(m: dict, manifest_sha: str) -> dict[str, str]:
            "vnd.edgekit.precision": m.get("precision", "int8"), "vnd.edgekit.manifest.sha256": manifest_sha}
     if "top1_agreement" in v:
         out["vnd.edgekit.agreement"] = f"{v['top1_agreement']:.4f}"
+        if v.get("top1_agreement_ci95"):
+            out["vnd.edgekit.agreement.ci95"] = ",".join(f"{x:.6f}" for x in v["top1_agreement_ci95"])
     if "top1_int8" in v:
         out["vnd.edgekit.top1"] = f"{v['top1_int8']:.4f}"
     names = m.get("class_names") or []

@@ -157,10 +157,9 @@ def pull(src: Path, to: Path, force: bool, verify_key: Path | None = None, allow
                 continue
             bench.check(e["file"], data, e["sha256"], got, str(src))
             runs[e["file"]] = data
-        placed = place(tmp, to, force)
-        bench.place(runs, placed)
-        if st is not None:
-            signing.remember(to, st)
+        with signing.guarded(to, st, str(src), allow_downgrade):  # checked again, placed, recorded: one lock
+            placed = place(tmp, to, force)
+            bench.place(runs, placed)
         return placed
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -121,10 +121,9 @@ def pull(src: str, to: Path, force: bool, insecure: bool, verify_key: Path | Non
             st = signing.verify(verify_key, got, sig, f"oci://{target}", f"{ref.repo}:{ref.tag}")
             signing.check_not_older(to, st, f"oci://{target}", allow_downgrade)
         runs = referrers.pull_reports(client, ref, container, registry.digest(raw[0]), got, f"oci://{target}")
-        placed = place(tmp, to, force)
-        bench.place(runs, placed)
-        if st is not None:
-            signing.remember(to, st)
+        with signing.guarded(to, st, f"oci://{target}", allow_downgrade):  # checked again, placed, recorded: one lock
+            placed = place(tmp, to, force)
+            bench.place(runs, placed)
         return placed
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

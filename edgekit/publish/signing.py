@@ -11,10 +11,12 @@ A signature of edgekit before statements (over the digest alone) says nothing of
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgekit.errors import PublishError
@@ -36,6 +38,7 @@ STATEMENT = "edgekit-bundle-statement"
 STATEMENT_VERSION = 1
 MAX_KEY_BYTES = 64 << 10  # a PEM key is a few hundred bytes: anything larger (/dev/zero) is not one
 PULLED = ".edgekit-signed-pulls.json"  # per pull target: the newest verified build of each name
+LOCK = ".edgekit-signed-pulls.lock"  # held while a signed pull is checked, placed and recorded
 
 
 def statement(m: dict, manifest_sha256: str, name: str) -> dict:
@@ -196,9 +199,54 @@ def remember(to: Path, st: dict) -> None:
         write_json(to / PULLED, pulled)
 
 
-def _pulled(to: Path) -> dict:
+@contextlib.contextmanager
+def guarded(to: Path, st: dict | None, what: str, allow_downgrade: bool) -> Iterator[None]:
+    """Around placing a verified pull into `to`: under one lock on `to`'s record, check again that the build is not
+    older than the newest verified there, let the caller place it, then record it. Two pulls into one directory can
+    then not both pass the check and leave the older build in place. Nothing to guard for an unsigned pull."""
+    if st is None:
+        yield
+        return
+    to.mkdir(parents=True, exist_ok=True)
+    with _locked(to / LOCK):
+        check_not_older(to, st, what, allow_downgrade)
+        yield
+        remember(to, st)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
     try:
-        data = json.loads((to / PULLED).read_text())
-    except (OSError, ValueError):
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks; pulls into one directory must not run at once
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _pulled(to: Path) -> dict:
+    """The record of signed pulls into `to`; {} only when there is none yet. A record that cannot be read or is not
+    one is refused (fail closed): silently starting afresh would let an older signed build back in."""
+    path = to / PULLED
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return {}
-    return data if isinstance(data, dict) else {}
+    except OSError as e:
+        raise PublishError(f"cannot read {path} ({e.strerror}): it records the newest signed build of each bundle "
+                           "pulled here, which rollback protection needs; make it readable") from None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) and isinstance(v.get("manifest_sha256"), str)
+                                             for v in data.values()):
+        raise PublishError(f"{path} is damaged: it records the newest signed build of each bundle pulled here, which "
+                           "rollback protection needs; restore it, or delete it to accept the next signed pull of "
+                           "each bundle as the newest")
+    return data
