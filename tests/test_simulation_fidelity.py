@@ -1,10 +1,10 @@
 """What INT8-aware fine-tuning optimises against what the board runs: each route's student (the simulated int8
 arithmetic its loss is computed on: float biases, straight-through rounding), moved as tuning moves it, against
 the model it writes back, run by the target's own runtime (onnxruntime for onnx, OpenVINO's CPU kernels for x86,
-LiteRT for arm64), on held-out images. x86 runs OpenVINO on the QDQ model itself (its IR is OpenVINO's conversion of that model).
-The simulation is not exact (docs/quantization.md says where): these tests hold each of its errors below the
-quantization error it is used to reduce, by margins measured on this machine. Tiny variant (tests/tiny.py): the
-arithmetic is the same whatever the weights."""
+LiteRT for arm64), on held-out images. x86 runs OpenVINO on the QDQ model itself (its IR is OpenVINO's conversion
+of that model). The simulation is not exact (docs/quantization.md says where): these tests hold each of its errors
+below the quantization error it is used to reduce, by margins measured on this machine. Tiny variant (tests/tiny.py):
+the arithmetic is the same whatever the weights."""
 from __future__ import annotations
 
 import numpy as np
