@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.core.intervals import agreement_and_sqnr, percent, points
+from edgekit.core.intervals import agreement_and_sqnr, cell, percent, points
 from edgekit.device.fingerprint import peak_c
 
 
@@ -83,15 +83,19 @@ def build_summary(path: Path, m: dict) -> str:
 
 def matrix_summary(rows: list[dict], wall_s: float) -> str:
     """The end of a build matrix: one line per pair, built or failed and why."""
-    lines = [f"{'bundle':20} {'agreement':>9} {'drop':>6} {'INT8 MB':>7} {'build s':>7} {'cached':>6}  where / error"]
+    lines = [f"{'bundle':20} {'agreement [95 % interval]':>25} {'drop [95 % interval]':>20} {'INT8 MB':>7} "
+             f"{'build s':>7} {'cached':>6}  where / error"]
     for r in rows:
         if r["ok"]:
-            agree = "" if r["agreement"] is None else f"{100 * r['agreement']:.2f}%"
-            drop = "" if r["drop_points"] is None else f"{r['drop_points']:.2f}"
-            lines.append(f"{r['bundle'][:20]:20} {agree:>9} {drop:>6} {r['int8_mb'] or 0:7.2f} {r['seconds']:7.1f} "
-                         f"{r['cached']:>6}  {r['where']}")
+            agree = cell(r["agreement"], r.get("agreement_ci95"))
+            lo_hi = r.get("drop_points_ci95")
+            drop = "" if r["drop_points"] is None else f"{r['drop_points']:.2f}" + (
+                f" [{lo_hi[0]:.1f}, {lo_hi[1]:.1f}]" if lo_hi else "")
+            lines.append(f"{r['bundle'][:20]:20} {agree:>25} {drop:>20} {r['int8_mb'] or 0:7.2f} "
+                         f"{r['seconds']:7.1f} {r['cached']:>6}  {r['where']}")
         else:
-            lines.append(f"{r['bundle'][:20]:20} {'FAILED':>9} {'':6} {'':7} {r['seconds']:7.1f} {'':6}  {r['error']}")
+            lines.append(f"{r['bundle'][:20]:20} {'FAILED':>25} {'':20} {'':7} {r['seconds']:7.1f} {'':6}  "
+                         f"{r['error']}")
     ok = sum(r["ok"] for r in rows)
     busy = sum(r["seconds"] for r in rows)
     lines.append(f"{ok} of {len(rows)} pairs built in {wall_s:.1f} s wall ({busy:.1f} s of builds)")
@@ -199,27 +203,28 @@ def bench_table(r: dict) -> str:
 
 def history_table(runs: list[dict]) -> str:
     lines = [f"{'time':20} {'bundle':18} {'device':34} {'runtime':18} {'thr':>3} {'int8 p50':>9} "
-             f"{'fp32 p50':>9} {'speedup':>7} {'agree vs PT':>11}"]
+             f"{'fp32 p50':>9} {'speedup':>7} {'agreement vs PyTorch [95 %]':>28}"]
     for r in runs:
         d = r["device"]
         g = r.get("golden") or {}
-        agree = g.get("vs_pytorch", {}).get("int8", {}).get("top1_agreement")
+        vs = g.get("vs_pytorch", {}).get("int8", {})
+        agree = cell(vs.get("top1_agreement"), vs.get("top1_agreement_ci95"))
         for t, per in r["latency"].items():
             lines.append(f"{r['time'][:19]:20} {r['bundle']['name'][:18]:18} {(d['cpu'] or '')[:34]:34} "
                          f"{(d['runtime'] + ' ' + str(d['runtime_version']))[:18]:18} {t:>3} "
                          f"{per['int8']['p50_ms']:6.2f} ms {per['fp32']['p50_ms']:6.2f} ms {per['int8_speedup']:6.2f}x "
-                         f"{'' if agree is None else f'{100 * agree:10.2f}%':>11}")
+                         f"{agree:>28}")
     return "\n".join(lines)
 
 
 def compare_table(rows: list[dict]) -> str:
     lines = [f"{'bundle':18} {'device':44} {'runtime':15} {'thr':>3} {'int8 p50':>9} {'fp32 p50':>9} {'speedup':>7} "
-             f"{'agree':>7} {'max temp':>8} {'throttled':>9}  runs"]
+             f"{'agreement [95 %]':>21} {'max temp':>8} {'throttled':>9}  runs"]
     for r in rows:
-        agree = "" if r["agreement"] is None else f"{100 * r['agreement']:6.2f}%"
+        agree = cell(r["agreement"], r.get("agreement_ci95"))
         temp = "" if r["max_temperature_c"] is None else f"{r['max_temperature_c']:6.1f} C"
         lines.append(f"{r['bundle'][:18]:18} {r['device'][:44]:44} {r['runtime'][:15]:15} {r['threads']:>3} "
-                     f"{r['int8_p50_ms']:6.2f} ms {r['fp32_p50_ms']:6.2f} ms {r['speedup']:6.2f}x {agree:>7} "
+                     f"{r['int8_p50_ms']:6.2f} ms {r['fp32_p50_ms']:6.2f} ms {r['speedup']:6.2f}x {agree:>21} "
                      f"{temp:>8} {r['throttled'] or '':>9}  {r['runs']}"
                      + ("" if r["comparable"] else "  not comparable (see the run's warnings)"))
     return "\n".join(lines)
@@ -227,14 +232,15 @@ def compare_table(rows: list[dict]) -> str:
 
 def fleet_table(table) -> str:
     lines = [table.title, f"{'board':16} {'model':34} {'INT8 features':22} {'int8 p50':>9} {'fp32 p50':>9} "
-                         f"{'speedup':>7} {'agree':>7} {'max temp':>8} {'thr.':>5}  verdict"]
+                         f"{'speedup':>7} {'agreement [95 %]':>21} {'max temp':>8} {'thr.':>5}  verdict"]
     for r in table.rows:
         if not r["ok"]:
             lines.append(f"{r['board'][:16]:16} FAILED: {r['error']}")
             continue
         lines.append(f"{r['board'][:16]:16} {r['model'][:34]:34} {', '.join(r['int8_features'])[:22] or 'none':22} "
                      f"{r['int8_p50_ms']:6.2f} ms {r['fp32_p50_ms']:6.2f} ms {r['speedup']:6.2f}x "
-                     f"{_pct(r['agreement']):>7} {_temp(r['max_temperature_c']):>8} {r['throttled'] or '-':>5}  "
+                     f"{cell(r['agreement'], r.get('agreement_ci95')):>21} {_temp(r['max_temperature_c']):>8} "
+                     f"{r['throttled'] or '-':>5}  "
                      f"{'INT8 pays off' if r['int8_pays_off'] else 'ship FP32'}"
                      + ("" if r["comparable"] else " (not comparable)"))
     ok = sum(r["ok"] for r in table.rows)
@@ -248,10 +254,6 @@ def _ms(v, unit: str = " ms") -> str:
         return f"{float(v):.2f}{unit}"
     except (TypeError, ValueError):
         return "?"
-
-
-def _pct(v) -> str:
-    return "" if v is None else f"{100 * v:.2f}%"
 
 
 def _temp(v) -> str:

@@ -61,7 +61,8 @@ class PairResult:
             v = m.get("validation") or {}
             stages = [s for s in m.get("timings", {}).values() if isinstance(s, dict)]
             hits = sum(s["cached"] for s in stages)
-            out.update({"agreement": v.get("top1_agreement"), "drop_points": v.get("top1_drop_points"),
+            out.update({"agreement": v.get("top1_agreement"), "agreement_ci95": v.get("top1_agreement_ci95"),
+                        "drop_points": v.get("top1_drop_points"), "drop_points_ci95": v.get("top1_drop_points_ci95"),
                         "int8_mb": round(manifest.artifact_bytes(self.path, m, "int8") / 1e6, 2) if self.path else None,
                         "cached": "all" if stages and hits == len(stages) else ("none" if hits == 0 else
                                                                                 f"{hits}/{len(stages)}"),

@@ -59,6 +59,13 @@ def percent(value: float, interval: tuple[float, float] | list[float] | None, di
     return f"{text} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def cell(value: float | None, interval: tuple[float, float] | list[float] | None) -> str:
+    """A table cell: `99.00% [97.1, 99.7]`, '' for no figure."""
+    if value is None:
+        return ""
+    return percent(value, interval).replace(" %", "%", 1)
+
+
 def points(value: float, interval: tuple[float, float] | list[float] | None) -> str:
     """`0.33 points [-0.6, 1.5]`: a drop in top-1 points with its interval's ends."""
     text = f"{value:.2f} points"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edgekit.core.intervals import cell
 from edgekit.core.bundle import MANIFEST, file_sha256, read, write_atomic, write_json
 from edgekit.device import compare, remote
 from edgekit.device.matrix import save_png
@@ -158,7 +159,8 @@ def row(r: BoardResult) -> dict:
     v = rep.get("verdict") or {}
     s = compare.summary(rep)
     return {**base, **{k: s[k] for k in ("bundle", "runtime", "threads", "int8_p50_ms", "fp32_p50_ms", "speedup",
-                                         "agreement", "max_temperature_c", "throttled", "comparable")},
+                                         "agreement", "agreement_ci95", "max_temperature_c", "throttled",
+                                         "comparable")},
             "model": compare.device_name(rep), "cpu": fp.get("cpu") or rep["device"].get("cpu"),
             "int8_features": sorted(k for k, on in (fp.get("int8_features") or {}).items() if on),
             "int8_pays_off": s["int8_pays_off"], "verdict": v.get("line", "").removeprefix("verdict: ")}
@@ -178,7 +180,8 @@ class Table:
                 continue
             lines.append(f"| {r['board']} | {r['model']} | {', '.join(r['int8_features']) or 'none'} | "
                          f"{r['int8_p50_ms']:.2f} ms | {r['fp32_p50_ms']:.2f} ms | {r['speedup']:.2f}x | "
-                         f"{_pct(r['agreement']) or '—'} | {_temp(r['max_temperature_c']) or '—'} | "
+                         f"{cell(r['agreement'], r.get('agreement_ci95')) or '—'} | "
+                         f"{_temp(r['max_temperature_c']) or '—'} | "
                          f"{r['throttled'] or '—'} | {r['verdict']} |")
         return "\n".join(lines) + "\n"
 
@@ -223,10 +226,6 @@ class Table:
 
 def table(bundle: Path, results: list[BoardResult]) -> Table:
     return Table(f"edgekit bench {bundle.name} on {len(results)} board(s)", [row(r) for r in results])
-
-
-def _pct(v) -> str:
-    return "" if v is None else f"{100 * v:.2f}%"
 
 
 def _temp(v) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.core.bundle import MANIFEST, artifact_bytes, bundle_name, file_sha256, folder_label, read, write_atomic
+from edgekit.core.intervals import percent
 from edgekit.core.targets import get_target
 from edgekit.core.variants import VARIANTS, resolve_variants
 from edgekit.device.verdict import verdict
@@ -25,17 +26,20 @@ def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
     val = manifest.get("validation") or {}
     gold = (report.get("golden") or {}).get("vs_pytorch") or {}
     if "top1_fp32" in val:
-        top1 = (val["top1_fp32"], val["top1_int8"], val["top1_agreement"], f"validation ({val['images']} images)")
+        top1 = (val, val, f"validation ({val['images']} images)")
     elif "top1_int8" in gold.get("int8", {}):
-        g = gold["int8"]
-        top1 = (g["top1_fp32"], g["top1_int8"], report["golden"]["int8_vs_fp32"]["top1_agreement"],
-                f"golden set ({report['golden']['images']} images)")
+        top1 = ({"top1_fp32": gold["int8"]["top1_fp32"], "top1_fp32_ci95": gold["int8"].get("top1_fp32_ci95"),
+                 "top1_int8": gold["int8"]["top1_int8"], "top1_int8_ci95": gold["int8"].get("top1_int8_ci95")},
+                report["golden"]["int8_vs_fp32"], f"golden set ({report['golden']['images']} images)")
     else:
-        top1 = (None, None, val.get("top1_agreement"), "no labels")
+        top1 = ({}, val, "no labels")
+    labelled, agreed, source = top1
     return {"variant": manifest["variant"]["name"], "size_mb": round(size, 2),
             "fp32_p50_ms": lat["fp32"]["p50_ms"], "int8_p50_ms": lat["int8"]["p50_ms"],
-            "speedup": lat["int8_speedup"], "top1_fp32": top1[0], "top1_int8": top1[1], "agreement": top1[2],
-            "int8_gmac_per_s": lat["int8"]["gmac_per_s"], "top1_source": top1[3],
+            "speedup": lat["int8_speedup"], **{k: labelled.get(k) for k in (
+                "top1_fp32", "top1_fp32_ci95", "top1_int8", "top1_int8_ci95")},
+            "agreement": agreed.get("top1_agreement"), "agreement_ci95": agreed.get("top1_agreement_ci95"),
+            "int8_gmac_per_s": lat["int8"]["gmac_per_s"], "top1_source": source,
             "random_weights": not manifest["weights"]["pretrained"], "threads": int(threads),
             "measured": report.get("time"), "caveat": val.get("caveat"), "verdict": _short_verdict(report, threads)}
 
@@ -48,10 +52,8 @@ def _short_verdict(report: dict, threads: str) -> str:
     return "FP32: INT8 not clearly faster" + (f" ({'; '.join(v['causes'])})" if v["causes"] else "")
 
 
-def _fmt(v, pct=False) -> str:
-    if v is None:
-        return "—"
-    return f"{100 * v:.2f} %" if pct else (f"{v:.2f}" if isinstance(v, float) else str(v))
+def _ci(r: dict, key: str) -> str:
+    return percent(r[key], r.get(f"{key}_ci95")) if r.get(key) is not None else "—"
 
 
 def markdown(rows: list[dict], title: str) -> str:
@@ -60,9 +62,9 @@ def markdown(rows: list[dict], title: str) -> str:
     for r in rows:
         name = r["variant"] + (" (random weights)" if r["random_weights"] else "")
         lines.append(f"| {name} | {r['size_mb']:.2f} MB | {r['fp32_p50_ms']:.2f} ms | {r['int8_p50_ms']:.2f} ms | "
-                     f"{r['speedup']:.2f}x | {_fmt(r['top1_fp32'], True)} | {_fmt(r['top1_int8'], True)} | "
-                     f"{_fmt(r['agreement'], True)} | {r['int8_gmac_per_s']:.1f} | {r.get('verdict') or '—'} |")
-    lines += ["", "Top-1 from: " + "; ".join(sorted({f"{r['variant']}: {r['top1_source']}" for r in rows}))]
+                     f"{r['speedup']:.2f}x | {_ci(r, 'top1_fp32')} | {_ci(r, 'top1_int8')} | "
+                     f"{_ci(r, 'agreement')} | {r['int8_gmac_per_s']:.1f} | {r.get('verdict') or '—'} |")
+    lines += ["", "Brackets: 95 % intervals (Wilson). Top-1 from: " + "; ".join(sorted({f"{r['variant']}: {r['top1_source']}" for r in rows}))]
     caveats = sorted({r["caveat"] for r in rows if r.get("caveat")})
     lines += [f"Note: the agreement figures were {c}" for c in caveats]
     return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 use instead. Plain data in, plain data out (the bench report's `verdict`)."""
 from __future__ import annotations
 
+from edgekit.core.intervals import percent
 from edgekit.device.fingerprint import FAST_INT8, fast_int8
 
 # INT8 must take at most this share of the FP32 latency to count as clearly faster: smaller gains drown in run-to-run
@@ -9,14 +10,17 @@ from edgekit.device.fingerprint import FAST_INT8, fast_int8
 CLEAR_RATIO = 0.8
 
 
-def agreement(report: dict) -> tuple[float | None, str | None]:
-    """INT8-vs-FP32 top-1 agreement: on the user's images if measured, else on the bundle's golden set."""
+def agreement(report: dict) -> tuple[float | None, str | None, list[float] | None]:
+    """INT8-vs-FP32 top-1 agreement, on what, and its 95 % interval: on the user's images if measured, else on the
+    bundle's golden set."""
     if report.get("images"):
-        return report["images"]["top1_agreement"], f"{report['images']['images']} images"
+        im = report["images"]
+        return im["top1_agreement"], f"{im['images']} images", im.get("top1_agreement_ci95")
     g = report.get("golden")
     if g:
-        return g["int8_vs_fp32"]["top1_agreement"], f"the {g['images']}-input golden set"
-    return None, None
+        return (g["int8_vs_fp32"]["top1_agreement"], f"the {g['images']}-input golden set",
+                g["int8_vs_fp32"].get("top1_agreement_ci95"))
+    return None, None, None
 
 
 def causes(fp: dict | None, warnings: list[dict]) -> list[str]:
@@ -39,11 +43,11 @@ def verdict(report: dict, threads: str | int | None = None) -> dict:
     threads = str(threads) if threads is not None else max(report["latency"], key=int)
     lat = report["latency"][threads]
     ratio = lat["int8"]["p50_ms"] / lat["fp32"]["p50_ms"]
-    agree, over = agreement(report)
+    agree, over, ci = agreement(report)
     fp32_file = report.get("bundle", {}).get("fp32_artifact", "the FP32 artifact")
     faster = ratio <= CLEAR_RATIO
     why = [] if faster else causes(report.get("fingerprint"), report.get("run_warnings") or [])
-    cost = f" at {100 * agree:.2f} % top-1 agreement with FP32 ({over})" if agree is not None else ""
+    cost = f" at {percent(agree, ci)} top-1 agreement with FP32 ({over})" if agree is not None else ""
     line = f"INT8 is {ratio:.2f}x the FP32 latency here ({threads} thread{'s' if threads != '1' else ''}){cost}"
     if faster:
         line += ": INT8 pays off on this device"
@@ -55,4 +59,4 @@ def verdict(report: dict, threads: str | int | None = None) -> dict:
         advice = f"use the bundle's FP32 artifact ({fp32_file}: edgekit.load(BUNDLE, precision='fp32')) instead"
         line += f"; {advice}"
     return {"threads": int(threads), "int8_over_fp32": ratio, "speedup": 1 / ratio, "clearly_faster": faster,
-            "agreement": agree, "agreement_on": over, "causes": why, "advice": advice, "line": f"verdict: {line}"}
+            "agreement": agree, "agreement_ci95": ci, "agreement_on": over, "causes": why, "advice": advice, "line": f"verdict: {line}"}
