@@ -95,9 +95,9 @@ def test_per_class_rows_carry_their_intervals_and_show_them():
     assert f"85.0% [{100 * lo:4.0f}, {100 * hi:3.0f}]" in text and "INT8 [95 % interval]" in text
 
 
-def test_the_verdict_report_fleet_and_matrix_tables_carry_the_agreement_interval():
-    from edgekit.cli.render import compare_table, matrix_summary
-    from edgekit.device import compare, verdict
+def test_the_verdict_report_fleet_and_build_matrix_tables_carry_the_agreement_interval():
+    from edgekit.cli.render import compare_table, fleet_table, matrix_summary
+    from edgekit.device import compare, fleet, verdict
 
     im = {"images": 300, **metrics.drift(np.eye(3)[np.arange(300) % 3], np.eye(3)[(np.arange(300) % 3)])}
     im["top1_agreement"], im["top1_agreement_ci95"] = 297 / 300, list(intervals.wilson(297, 300))
@@ -108,6 +108,10 @@ def test_the_verdict_report_fleet_and_matrix_tables_carry_the_agreement_interval
     row = compare.summary(report)
     assert row["agreement_ci95"] == im["top1_agreement_ci95"]
     assert "99.00% [97.1, 99.7]" in compare_table([{**row, "runs": 1}])
+    board = {**row, "ok": True, "board": "pi", "model": "Pi 5", "int8_features": [], "verdict": v["line"],
+             "int8_pays_off": True}
+    table = fleet.Table("t", [board])
+    assert "99.00% [97.1, 99.7]" in fleet_table(table) and "99.00% [97.1, 99.7]" in table.markdown()
     built = {"bundle": "b", "ok": True, "agreement": 0.99, "agreement_ci95": [0.971, 0.997], "drop_points": 0.33,
              "drop_points_ci95": [-0.6, 1.5], "int8_mb": 5.0, "seconds": 30.0, "cached": "none", "where": "here"}
     assert "99.00% [97.1, 99.7]" in matrix_summary([built], 30.0) and "0.33 [-0.6, 1.5]" in matrix_summary([built], 30.0)

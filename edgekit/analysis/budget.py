@@ -17,6 +17,7 @@ from edgekit.builder.stages import Run
 from edgekit.builder.validate import stage_validate
 from edgekit.core import contract
 from edgekit.core.bundle import write_json
+from edgekit.core.intervals import percent, points
 from edgekit.device import preprocess, runtimes
 from edgekit.errors import BuildError, UnsupportedOp
 
@@ -176,8 +177,8 @@ def _describe_ties(t: dict | None) -> str:
 
 def _tried(tried: list[dict], best_i: int, raised_to: str) -> str:
     best = tried[best_i]
-    return (f"{len(tried)} models, best {100 * (best['top1_agreement'] or 0):.2f} % agreement, drop "
-            f"{best['top1_drop_points']:.2f} points ({best['method']}{', INT8-aware' if best['int8_aware'] else ''}, "
+    return (f"{len(tried)} models, best {percent(best['top1_agreement'] or 0, best.get('top1_agreement_ci95'))} "
+            f"agreement, drop {points(best['top1_drop_points'], best.get('top1_drop_points_ci95'))} ({best['method']}{', INT8-aware' if best['int8_aware'] else ''}, "
             f"{best['raised_layers']} layer(s) in {raised_to})")
 
 

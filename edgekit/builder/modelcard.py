@@ -92,8 +92,8 @@ def render(m: dict) -> str:
                   f"{val['images']} images one image is {100 / val['images']:.2f} points."]
         if val.get("per_class"):
             lines += ["", "| class | images | top-1 FP32 | top-1 INT8 |", "|---|---|---|---|"]
-            lines += [f"| {r['class']} | {r['images']} | {_pct(r['top1_fp32'])} | {_pct(r['top1_int8'])} |"
-                      for r in val["per_class"]]
+            lines += [f"| {r['class']} | {r['images']} | {_pct(r['top1_fp32'], r.get('top1_fp32_ci95'))} | "
+                      f"{_pct(r['top1_int8'], r.get('top1_int8_ci95'))} |" for r in val["per_class"]]
         if val.get("caveat"):
             lines += ["", f"**Note:** these figures were {val['caveat']}."]
     else:

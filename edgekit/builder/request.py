@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgekit.core import intervals
 from edgekit.core.bundle import bundle_name
 from edgekit.core.classes import ClassIndex
 from edgekit.errors import BudgetError
 
 if TYPE_CHECKING:  # types only: the CLI reads METHODS from here without loading images or weights code
     from edgekit.builder.calibration import Selection
-    from edgekit.models.weights import WeightsRef
     from edgekit.core.targets import Target
     from edgekit.core.variants import Variant
+    from edgekit.models.weights import WeightsRef
 
 METHODS = ("minmax", "percentile", "entropy")  # activation-range calibration; a route may take fewer
 ROUNDINGS = ("gptq", "nearest")  # weight rounding (rounding.py)
@@ -78,18 +79,18 @@ class Budget:
             if drop is None:
                 out.append("no labelled validation images to measure the top-1 drop on")
             elif drop > self.max_drop + 1e-9:
-                out.append(f"top-1 drop {drop:.2f} points > {self.max_drop:g}")
+                out.append(f"top-1 drop {intervals.points(drop, drift.get('top1_drop_points_ci95'))} > "
+                           f"{self.max_drop:g}")
         if self.min_agreement is not None:
             agree = drift.get("top1_agreement")
             if agree is None or agree < self.min_agreement - 1e-9:
-                out.append(f"agreement {100 * (agree or 0):.2f} % < {100 * self.min_agreement:g} %")
+                out.append(f"agreement {intervals.percent(agree or 0, drift.get('top1_agreement_ci95'))} < "
+                           f"{100 * self.min_agreement:g} %")
         return out
 
     def unresolved(self, drift: dict) -> list[str]:
         """Warnings for a budget finer than the validation images can measure: its figure's 95 % interval is wider
         than the budget, with about how many photos would resolve it. The decision stays on the point figure."""
-        from edgekit.core import intervals
-
         out = []
         lo_hi = drift.get("top1_drop_points_ci95")
         if self.max_drop is not None and lo_hi and (lo_hi[1] - lo_hi[0]) / 2 > self.max_drop:

@@ -12,6 +12,7 @@ from edgekit.builder.request import BuildRequest
 from edgekit.builder.stages import Run
 from edgekit.core import contract
 from edgekit.core.bundle import GOLDEN_FILE
+from edgekit.core.intervals import percent
 from edgekit.device import metrics, preprocess, runtimes
 
 GOLDEN_IMAGES = 32  # preprocessed validation inputs carried in the bundle, with PyTorch's logits
@@ -73,7 +74,7 @@ def follows_fp32(val: dict, agreement_counts: bool = True) -> list[str]:
     if sqnr >= MIN_SQNR_DB and (agree >= MIN_AGREEMENT or not agreement_counts):
         return []
     return [f"the INT8 model does not follow the FP32 one: logit SQNR {sqnr:.1f} dB (working models measure 20-35), "
-            f"top-1 agreement {100 * agree:.2f} %, mean KL {val.get('mean_kl', float('nan')):.3f} on "
+            f"top-1 agreement {percent(agree, val.get('top1_agreement_ci95'))}, mean KL {val.get('mean_kl', float('nan')):.3f} on "
             f"{val['images']} validation images; do not ship it: check the weights and the calibration images "
             "(`edgekit analyze` ranks the layers), or try --max-drop / --min-agreement"]
 

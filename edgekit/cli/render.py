@@ -105,7 +105,8 @@ def matrix_summary(rows: list[dict], wall_s: float) -> str:
 def analysis_table(r: dict, top: int) -> str:
     b = r["all_int8"]
     lines = [f"{r['variant']} on {r['target']}: all int8 logit SQNR {b['logit_sqnr_db']:.2f} dB, agreement "
-             f"{100 * b['top1_agreement']:.2f} % ({r['images']} {r['image_source']}, {r['runtime']})",
+             f"{percent(b['top1_agreement'], b.get('top1_agreement_ci95'))} ({r['images']} {r['image_source']}, "
+             f"{r['runtime']}; 95 % interval)",
              f"  ({r['method']})",
              f"{'#':>3} {'layer':48} {'kind':16} {'MACs':>6} {'SQNR dB':>8} {'gain':>6} {'agree %':>8}"]
     for i, e in enumerate(r["layers"][:top], 1):
@@ -270,12 +271,13 @@ def _ci(text: str | None) -> str:
 
 
 def store_table(rows: list[dict]) -> str:
-    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement [95 % interval]':>25} {'top-1':>7}  "
-             f"{'signer key':16}  created"]
+    lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement [95 % interval]':>25} "
+             f"{'INT8 top-1 [95 % interval]':>26}  {'signer key':16}  created"]
     for r in rows:
         agree = r.get("vnd.edgekit.agreement")
         top1 = r.get("vnd.edgekit.top1")
         agree_ci = _ci(r.get("vnd.edgekit.agreement.ci95"))
+        top1_ci = _ci(r.get("vnd.edgekit.top1.ci95"))
         # the key id the store names (`edgekit keygen` printed it); pull --verify-key is what checks it
         signer = str(r.get("vnd.edgekit.signature.key-id") or "unsigned")
         if r.get("verified") == "false":  # its manifest is not the one published: figures shown as unknown
@@ -283,14 +285,14 @@ def store_table(rows: list[dict]) -> str:
             signer = "UNVERIFIED"
         lines.append(f"{r['name'][:24]:24} {r.get('vnd.edgekit.variant', ''):7} {r.get('vnd.edgekit.target', ''):7} "
                      f"{'' if agree is None else f'{100 * float(agree):.2f}%' + agree_ci:>25} "
-                     f"{'' if top1 is None else f'{100 * float(top1):6.2f}%':>7}  {signer[:16]:16}  "
+                     f"{'' if top1 is None else f'{100 * float(top1):.2f}%' + top1_ci:>26}  {signer[:16]:16}  "
                      f"{r.get('org.opencontainers.image.created', '')}")
         if r.get("verified") == "false":
             lines.append(f"    {r.get('problem') or 'its manifest is not the one published (altered in the store)'}: "
                          "figures not shown; pull refuses it")
         if r.get("bench") and r.get("vnd.edgekit.signature.key-id"):
-            lines.append("    bench reports (checked against their digests and this build; a signature covers the "
-                         "bundle, not them):")
+            lines.append("    bench reports (a signature covers the bundle, not them; pull checks them against "
+                         "their digests and this build):")
         for b in r.get("bench") or []:
             lines.append(f"    measured on {b.get('device')} ({b.get('runtime')}, {b.get('threads')} thr): p50 INT8 "
                          f"{_ms(b.get('int8_p50_ms'))}, FP32 {_ms(b.get('fp32_p50_ms'))}, speed-up "

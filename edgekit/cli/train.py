@@ -70,9 +70,10 @@ def train(data_dir, variant_name, val_dir, out_file, name, mode, epochs, stages,
     r = result.record
     lines = [f"checkpoint: {result.checkpoint}", f"report: {result.report}" + (f", {result.plot}" if result.plot
                                                                                    else "")]
-    lines += ["  per class (validation, FP32):"] + [
+    lines += ["  per class (validation, FP32; 95 % interval):"] + [
         f"    {row['class']:{max(len(x['class']) for x in r['per_class'])}} {row['images']:4d} images "
-        f"{100 * row['accuracy']:6.1f} %" for row in r["per_class"]]
+        f"{100 * row['accuracy']:6.1f} %" + (f" [{100 * row['accuracy_ci95'][0]:.0f}, {100 * row['accuracy_ci95'][1]:.0f}]"
+                                             if row.get("accuracy_ci95") else "") for row in r["per_class"]]
     lines.append(f"next: edgekit build --weights {result.checkpoint} --target arm64 --calib {data_dir}   (or --target "
                  "x86, onnx)" + ("; its builds fine-tune for int8" if int8_aware else ""))
     click.echo("\n".join(lines), err=True)

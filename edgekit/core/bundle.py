@@ -112,12 +112,14 @@ def check_schema(m: object, path: Path) -> dict:
         name = m["artifacts"].get(precision)
         if not isinstance(name, str) or name not in files:
             bad(f"the {precision} artifact {name!r} is not among the bundle's checksummed files")
-    if not isinstance(m["target"].get("runtime"), str):
-        bad("'target' names no runtime")
+    if not isinstance(m["target"].get("runtime"), str) or not isinstance(m["target"].get("name"), str):
+        bad("'target' names no runtime or no name")
     for key in ("class_names", "class_wnids"):
         value = m.get(key) or []
         if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
             bad(f"'{key}' is not a list of names")
+    if m.get("class_wnids") and len(m["class_wnids"]) != len(m["class_names"]):
+        bad(f"{len(m['class_wnids'])} WordNet ids for {len(m['class_names'])} class names")
     pre = m["preprocessing"]
     if not all(isinstance(pre.get(k), int) and not isinstance(pre.get(k), bool) and pre[k] > 0
                for k in ("resize", "crop")):
@@ -130,8 +132,7 @@ def check_schema(m: object, path: Path) -> dict:
             bad(f"'{key}' {why}")
     variant = m.get("variant")
     if not isinstance(variant, dict) or not isinstance(variant.get("name"), str) \
-            or not isinstance(variant.get("macs"), (int, float)) or isinstance(variant.get("macs"), bool) \
-            or variant["macs"] <= 0:
+            or not contract.finite_number(variant.get("macs")) or variant["macs"] <= 0:
         bad("'variant' gives no name and no positive count of multiply-accumulates (macs)")
     shape, names = m["output"].get("shape"), m["class_names"]
     if isinstance(shape, list) and shape and shape[-1] != len(names):

@@ -1,6 +1,8 @@
 """The preprocessing block and input contracts a build writes into a manifest (device code only reads them)."""
 from __future__ import annotations
 
+import math
+
 from edgekit.core.variants import Variant
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")  # what preprocessing.interpolation may name
@@ -59,11 +61,14 @@ def for_artifacts(target, variant: Variant) -> dict[str, dict]:
     return {"int8": int8, "fp32": fp32}
 
 
+def finite_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def problem(c: object) -> str | None:
     """What is wrong with an input contract a device would follow (None: nothing), in a few words."""
     def numbers(v, n):
-        return isinstance(v, list) and len(v) == n and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x == x for x in v)
+        return isinstance(v, list) and len(v) == n and all(finite_number(x) for x in v)
 
     if not isinstance(c, dict):
         return "is not an object"
@@ -86,7 +91,7 @@ def problem(c: object) -> str | None:
         return f"takes {c['dtype']} without a quantization"
     shape = c.get("shape")
     if shape is not None and not (isinstance(shape, list) and len(shape) == 4
-                                  and all(isinstance(d, int) and d > 0 for d in shape)):
+                                  and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
         return "has a shape that is not four positive sizes"
     return None
 

@@ -18,14 +18,15 @@ import dataclasses
 import json
 import threading
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgekit.core.intervals import cell
+import tomllib
+
 from edgekit.core.bundle import MANIFEST, file_sha256, read, write_atomic, write_json
+from edgekit.core.intervals import cell
 from edgekit.device import compare, remote
 from edgekit.device.matrix import save_png
 from edgekit.errors import DeviceError, EdgekitError, RemoteError, UsageError
@@ -172,7 +173,7 @@ class Table:
     rows: list[dict] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = [f"# {self.title}", "", "| board | model | INT8 features | INT8 p50 | FP32 p50 | speed-up | agreement | "
+        lines = [f"# {self.title}", "", "| board | model | INT8 features | INT8 p50 | FP32 p50 | speed-up | agreement [95 %] | "
                  "max temp | throttled | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             if not r["ok"]:

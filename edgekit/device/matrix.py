@@ -10,7 +10,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.core.bundle import MANIFEST, artifact_bytes, bundle_name, file_sha256, folder_label, read, write_atomic
+from edgekit.core.bundle import (
+    MANIFEST,
+    artifact_bytes,
+    bundle_name,
+    file_sha256,
+    folder_label,
+    read,
+    write_atomic,
+)
 from edgekit.core.intervals import percent
 from edgekit.core.targets import get_target
 from edgekit.core.variants import VARIANTS, resolve_variants

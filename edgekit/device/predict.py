@@ -78,8 +78,8 @@ class Summary:
         name = (lambda i: self.class_names[i] if i < len(self.class_names) else str(i))
         right = sum(h[1] for h in self.hits.values())
         return {"labelled": n, "top1": right / n, "top1_ci95": list(intervals.wilson(right, n)),
-                "per_class": [{"class": name(k), "images": h[0], "top1": h[1] / h[0]}
-                              for k, h in sorted(self.hits.items())]}
+                "per_class": [{"class": name(k), "images": h[0], "top1": h[1] / h[0],
+                               "top1_ci95": list(intervals.wilson(h[1], h[0]))} for k, h in sorted(self.hits.items())]}
 
 
 def image_paths(inputs: Iterable[Path], classes: ClassIndex | None = None) -> tuple[list[Path], dict[Path, int]]:

@@ -41,6 +41,8 @@ def annotations(m: dict, manifest_sha: str) -> dict[str, str]:
             out["vnd.edgekit.agreement.ci95"] = ",".join(f"{x:.6f}" for x in v["top1_agreement_ci95"])
     if "top1_int8" in v:
         out["vnd.edgekit.top1"] = f"{v['top1_int8']:.4f}"
+        if v.get("top1_int8_ci95"):
+            out["vnd.edgekit.top1.ci95"] = ",".join(f"{x:.6f}" for x in v["top1_int8_ci95"])
     names = m.get("class_names") or []
     out["vnd.edgekit.classes"] = str(len(names))
     if (m.get("classes") or {}).get("index") == "custom":  # a registry's listing says what the model tells apart

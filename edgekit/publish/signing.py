@@ -38,7 +38,6 @@ STATEMENT = "edgekit-bundle-statement"
 STATEMENT_VERSION = 1
 MAX_KEY_BYTES = 64 << 10  # a PEM key is a few hundred bytes: anything larger (/dev/zero) is not one
 PULLED = ".edgekit-signed-pulls.json"  # per pull target: the newest verified build of each name
-LOCK = ".edgekit-signed-pulls.lock"  # held while a signed pull is checked, placed and recorded
 
 
 def statement(m: dict, manifest_sha256: str, name: str) -> dict:
@@ -208,22 +207,29 @@ def guarded(to: Path, st: dict | None, what: str, allow_downgrade: bool) -> Iter
         yield
         return
     to.mkdir(parents=True, exist_ok=True)
-    with _locked(to / LOCK):
+    with _locked(to, f"another signed pull into {to}"):
         check_not_older(to, st, what, allow_downgrade)
         yield
         remember(to, st)
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(directory: Path, holder: str) -> Iterator[None]:
+    """An exclusive advisory lock on the directory itself (no lock file: a refused pull leaves `to` as it was)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no advisory locks; pulls into one directory must not run at once
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            import sys
+
+            print(f"waiting for {holder} to finish", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -247,6 +253,6 @@ def _pulled(to: Path) -> dict:
     if not isinstance(data, dict) or not all(isinstance(v, dict) and isinstance(v.get("manifest_sha256"), str)
                                              for v in data.values()):
         raise PublishError(f"{path} is damaged: it records the newest signed build of each bundle pulled here, which "
-                           "rollback protection needs; restore it, or delete it to accept the next signed pull of "
-                           "each bundle as the newest")
+                           "rollback protection needs (--allow-downgrade does not pass it); restore it, or delete it "
+                           "to accept the next signed pull of each bundle as the newest")
     return data

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 
+from edgekit.core.intervals import percent
+
 
 def plot_png(report: dict) -> bytes:
     import matplotlib
@@ -28,7 +30,7 @@ def plot_png(report: dict) -> bytes:
     ax1.grid(alpha=0.3)
     ax1.legend(loc="lower right", fontsize=8)
     ax1.set_title(f"{report['name']} ({report['variant']}, {report['mode']}): best epoch {report['best_epoch']}, "
-                  f"val {100 * report['val_accuracy']:.2f} %", fontsize=10)
+                  f"val {percent(report['val_accuracy'], report.get('val_accuracy_ci95'))}", fontsize=10)
     ax2.imshow(conf, cmap="Blues")
     ax2.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax2.set_yticks(range(len(names)), names, fontsize=7)

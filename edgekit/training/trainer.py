@@ -247,7 +247,9 @@ def _record(split: _Split, fitted: _Fitted, options: TrainOptions, ref) -> dict:
     confusion = np.zeros((n, n), np.int64)
     np.add.at(confusion, (labels, pred), 1)
     per_class = [{"class": c, "images": int(confusion[i].sum()),
-                  "accuracy": float(confusion[i, i] / max(1, confusion[i].sum()))} for i, c in enumerate(classes.names)]
+                  "accuracy": float(confusion[i, i] / max(1, confusion[i].sum())),
+                  "accuracy_ci95": list(intervals.wilson(int(confusion[i, i]), int(confusion[i].sum())))}
+                 for i, c in enumerate(classes.names)]
     best = fitted.best
     return {
         "mode": options.mode, "options": asdict(options), "epochs": options.epochs_run,
