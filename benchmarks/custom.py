@@ -85,7 +85,8 @@ def main() -> None:
     machine = pipeline_cost.cpu()
     targets = a.targets.split(",")
     lines = [f"Machine: {machine}. flowers12: trained on train/ (720 photos, 12 classes), INT8 calibrated on "
-             f"{a.num_calib} of train/, every figure on test/ (240 photos); in brackets the 95 % interval (Wilson).", "",
+             f"{a.num_calib} of train/, every figure on test/ (240 photos); in brackets the 95 % interval "
+             "(Wilson).", "",
              "| variant | mode | training | FP32 top-1 (test) | " + " | ".join(
                  f"{t} INT8 top-1 / agreement" for t in targets) + " |",
              "|---|---|---|---|" + "---|" * len(targets)]

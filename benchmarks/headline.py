@@ -22,6 +22,21 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SAMPLE = REPO.parent / "shared" / "data" / "imagenet-sample"
 
 
+def table(rows: list[dict]) -> list[str]:
+    lines = ["| variant | target | runtime | agreement | top-1 FP32 → INT8 (drop in points) | INT8 p50 (1 thr) | "
+             "FP32 p50 (1 thr) | INT8/FP32 | cold build |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        l1 = r["latency"]["1"]
+        drop = points(r["drop_points"], r["drop_points_ci95"]).replace(" points", "")
+        top1 = (f"{percent(r['top1_fp32'], r.get('top1_fp32_ci95'))} → "
+                f"{percent(r['top1_int8'], r.get('top1_int8_ci95'))} ({drop})" if r["top1_fp32"] is not None else "—")
+        lines.append(f"| {r['variant']} | {r['target']} | {r['runtime']} | "
+                     f"{percent(r['agreement'], r['agreement_ci95'])} | {top1} | "
+                     f"{l1['int8_p50_ms']:.2f} ms | {l1['fp32_p50_ms']:.2f} ms | "
+                     f"{l1['int8_p50_ms'] / l1['fp32_p50_ms']:.2f} | {r['cold_build_s']:.0f} s |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="lite0,lite1,lite2")
@@ -60,17 +75,8 @@ def main() -> None:
         machine = rep["device"]
     lines = [f"Machine: {pipeline_cost.cpu()}; {a.num_calib} calibration images"
              f"{' from ' + a.calib if a.calib else ''}, validation on the rest (held out); in brackets the 95 % "
-             "interval (Wilson for the agreement, Newcombe's paired interval for the drop in top-1 points).", "",
-             "| variant | target | runtime | agreement | top-1 FP32 → INT8 | INT8 p50 (1 thr) | FP32 p50 (1 thr) | "
-             "INT8/FP32 | cold build |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        l1 = r["latency"]["1"]
-        top1 = (f"{100 * r['top1_fp32']:.2f} → {100 * r['top1_int8']:.2f} % (drop "
-                f"{points(r['drop_points'], r['drop_points_ci95'])})" if r["top1_fp32"] is not None else "—")
-        lines.append(f"| {r['variant']} | {r['target']} | {r['runtime']} | "
-                     f"{percent(r['agreement'], r['agreement_ci95'])} | {top1} | "
-                     f"{l1['int8_p50_ms']:.2f} ms | {l1['fp32_p50_ms']:.2f} ms | "
-                     f"{l1['int8_p50_ms'] / l1['fp32_p50_ms']:.2f} | {r['cold_build_s']:.0f} s |")
+             "interval (Wilson for the agreement and top-1, Newcombe's paired interval for the drop in top-1 points).",
+             ""] + table(rows)
     print("\n".join(lines))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"machine": machine, "rows": rows, "markdown": lines}, indent=2) + "\n")
