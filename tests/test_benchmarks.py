@@ -8,7 +8,7 @@ import paths  # noqa: E402
 import report  # noqa: E402
 
 
-def _artifact(ours_ms, nncf_ms, ours_agree, nncf_agree, tfl_int8_ms, tfl_fp32_ms):
+def _artifact(ours_ms, nncf_ms, ours_agree, nncf_agree, tfl_int8_ms, tfl_fp32_ms, ours_sqnr=25.0, nncf_sqnr=13.0):
     speed = {p.name: {"p50_ms": 10.0, "p90_ms": 11.0, "min_ms": 9.0, "gmac_per_s": 1.0} for p in paths.PATHS}
     speed["OpenVINO INT8 (edgekit)"]["p50_ms"] = ours_ms
     speed[paths.NNCF]["p50_ms"] = nncf_ms
@@ -17,6 +17,8 @@ def _artifact(ours_ms, nncf_ms, ours_agree, nncf_agree, tfl_int8_ms, tfl_fp32_ms
     fid = {p.name: {"top1_agreement": 1.0, "top1_drop_points": 0.0, "logit_sqnr_db": 30.0} for p in paths.PATHS}
     fid["OpenVINO INT8 (edgekit)"]["top1_agreement"] = ours_agree
     fid[paths.NNCF]["top1_agreement"] = nncf_agree
+    fid["OpenVINO INT8 (edgekit)"]["logit_sqnr_db"] = ours_sqnr
+    fid[paths.NNCF]["logit_sqnr_db"] = nncf_sqnr
     return {"variant": "lite0", "gmac": 0.39, "speed": {1: speed}, "fidelity": fid}
 
 
@@ -25,8 +27,12 @@ def test_checks_follow_the_figures():
     assert ok["x86_ok"] and ok["arm_ok"] and ok["x86_int8_vs_nncf_latency"] == 1.04
     slow = report.checks([_artifact(10.6, 10.0, 0.99, 0.97, 5.6, 10.0)])[0]
     assert not slow["x86_ok"] and not slow["arm_ok"]
-    worse = report.checks([_artifact(9.0, 10.0, 0.97, 0.97, 5.0, 10.0)])[0]
-    assert not worse["x86_ok"]  # as fast, but not better agreement
+    tied = report.checks([_artifact(9.0, 10.0, 0.97, 0.97, 5.0, 10.0)])[0]
+    assert tied["x86_ok"]  # agreement tied on a few dozen images: the SQNR decides
+    fewer = report.checks([_artifact(9.0, 10.0, 0.95, 0.97, 5.0, 10.0)])[0]
+    assert not fewer["x86_ok"]  # faster and higher SQNR, but fewer images agree
+    noisier = report.checks([_artifact(9.0, 10.0, 0.99, 0.97, 5.0, 10.0, ours_sqnr=13.0)])[0]
+    assert not noisier["x86_ok"]  # more images agree, but no better SQNR
 
 
 def test_every_path_is_unique_and_the_comparisons_exist():
