@@ -83,6 +83,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("slow")
 
 
+def interruptible() -> None:
+    """preexec_fn for a child a test sends Ctrl-C: SIGINT back to its default. A suite started in the background
+    (`cmd &`, nohup) ignores SIGINT, children inherit that, and Python then never raises KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     import socket
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from edgekit.analysis.choice import score
-from tests.conftest import REPO, SHARED, run_cli
+from tests.conftest import REPO, SHARED, interruptible, run_cli
 
 FLOWERS = SHARED / "data" / "flowers12"
 CLASSES = ("daisy", "dandelion", "sunflower")
@@ -130,7 +130,7 @@ def test_the_same_seed_gives_the_same_checkpoint_and_nothing_is_left_on_ctrl_c(p
 def test_ctrl_c_in_edgekit_train_is_exit_130_and_writes_nothing(photos, tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "edgekit.cli", "train", "--data", str(photos[0]), "--epochs", "3",
                           "--stages", "1", "--out", str(tmp_path / "x.pt")], stderr=subprocess.PIPE, text=True,
-                         cwd=REPO)
+                         cwd=REPO, preexec_fn=interruptible)
     try:
         lines = []
         for line in p.stderr:  # the head is fitted: fine-tuning runs

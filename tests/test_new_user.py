@@ -19,7 +19,7 @@ from PIL import Image
 from edgekit.core import bundle as manifest
 from edgekit.device.imagesets import directory_samples, load_pixels
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, interruptible, run_cli
 
 
 def _images(root: Path, n: int, junk: int = 0) -> Path:
@@ -133,7 +133,7 @@ def test_the_wrong_runtime_for_a_bundle_is_one_line(tiny_bundles, tmp_path):
 def _start_build(tmp_path: Path, cache: Path, out: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgekit.cli", "build", "--num-calib", "20", "--out", str(out),
                              "--cache-dir", str(cache)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, cwd=REPO, env={**os.environ, **env})
+                            text=True, cwd=REPO, env={**os.environ, **env}, preexec_fn=interruptible)
 
 
 def _wait_for(pred, seconds: float) -> bool:
