@@ -27,7 +27,7 @@ def table(rows: list[dict]) -> list[str]:
              "FP32 p50 (1 thr) | INT8/FP32 | cold build |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         l1 = r["latency"]["1"]
-        drop = points(r["drop_points"], r["drop_points_ci95"]).replace(" points", "")
+        drop = points(r["drop_points"], r["drop_points_ci95"], unit="")
         top1 = (f"{percent(r['top1_fp32'], r.get('top1_fp32_ci95'))} → "
                 f"{percent(r['top1_int8'], r.get('top1_int8_ci95'))} ({drop})" if r["top1_fp32"] is not None else "—")
         lines.append(f"| {r['variant']} | {r['target']} | {r['runtime']} | "

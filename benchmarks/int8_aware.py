@@ -36,7 +36,9 @@ def figures(b: pipeline_cost.Build) -> dict:
     v = b.manifest["validation"]
     return {"agreement": v["top1_agreement"], "agreement_ci95": v.get("top1_agreement_ci95"),
             "drop_points": v.get("top1_drop_points"), "drop_points_ci95": v.get("top1_drop_points_ci95"),
-            "top1_int8": v.get("top1_int8"), "top1_fp32": v.get("top1_fp32"), "logit_sqnr_db": v["logit_sqnr_db"],
+            "top1_int8": v.get("top1_int8"), "top1_int8_ci95": v.get("top1_int8_ci95"),
+            "top1_fp32": v.get("top1_fp32"), "top1_fp32_ci95": v.get("top1_fp32_ci95"),
+            "logit_sqnr_db": v["logit_sqnr_db"],
             "build_s": round(b.wall_s, 1)}
 
 
@@ -85,7 +87,8 @@ def table(rows: list[dict], label: str, top1: bool) -> list[str]:
         a, t = r["ptq"], r["tuned_candidate"]
         cells = [f"{label}{r['variant']}", r["target"]]
         if top1:
-            cells.append(f"{100 * r['tuned']['top1_int8']:.2f} % ({100 * a['top1_fp32']:.2f} %)")
+            cells.append(f"{percent(r['tuned']['top1_int8'], r['tuned'].get('top1_int8_ci95'))} "
+                         f"({percent(a['top1_fp32'], a.get('top1_fp32_ci95'))})")
         cells += [percent(a["agreement"], a["agreement_ci95"]),
                   percent(t["top1_agreement"], t.get("top1_agreement_ci95")) if t else "not kept (held-out images)",
                   f"{a['logit_sqnr_db']:.2f} -> {t['logit_sqnr_db']:.2f} dB" if t else "—",

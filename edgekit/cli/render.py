@@ -88,9 +88,7 @@ def matrix_summary(rows: list[dict], wall_s: float) -> str:
     for r in rows:
         if r["ok"]:
             agree = cell(r["agreement"], r.get("agreement_ci95"))
-            lo_hi = r.get("drop_points_ci95")
-            drop = "" if r["drop_points"] is None else f"{r['drop_points']:.2f}" + (
-                f" [{lo_hi[0]:.1f}, {lo_hi[1]:.1f}]" if lo_hi else "")
+            drop = "" if r["drop_points"] is None else points(r["drop_points"], r.get("drop_points_ci95"), unit="")
             lines.append(f"{r['bundle'][:20]:20} {agree:>25} {drop:>20} {r['int8_mb'] or 0:7.2f} "
                          f"{r['seconds']:7.1f} {r['cached']:>6}  {r['where']}")
         else:
@@ -261,31 +259,28 @@ def _temp(v) -> str:
     return "" if v is None else f"{v:.1f} C"
 
 
-def _ci(text: str | None) -> str:
-    """' [97.7, 99.6]' from a store's "lo,hi" annotation (fractions); '' without one."""
+def _annotated(r: dict, key: str) -> str:
+    """A store annotation's figure (`key`, a fraction) with its interval (`key.ci95`, "lo,hi") as a table cell."""
+    value = r.get(key)
     try:
-        lo, hi = (float(x) for x in str(text).split(","))
+        interval = tuple(float(x) for x in str(r.get(f"{key}.ci95")).split(","))
     except ValueError:
-        return ""
-    return f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+        interval = None
+    return "" if value is None else cell(float(value), interval if interval and len(interval) == 2 else None)
 
 
 def store_table(rows: list[dict]) -> str:
     lines = [f"{'name':24} {'variant':7} {'target':7} {'agreement [95 % interval]':>25} "
              f"{'INT8 top-1 [95 % interval]':>26}  {'signer key':16}  created"]
     for r in rows:
-        agree = r.get("vnd.edgekit.agreement")
-        top1 = r.get("vnd.edgekit.top1")
-        agree_ci = _ci(r.get("vnd.edgekit.agreement.ci95"))
-        top1_ci = _ci(r.get("vnd.edgekit.top1.ci95"))
+        agree, top1 = _annotated(r, "vnd.edgekit.agreement"), _annotated(r, "vnd.edgekit.top1")
         # the key id the store names (`edgekit keygen` printed it); pull --verify-key is what checks it
         signer = str(r.get("vnd.edgekit.signature.key-id") or "unsigned")
         if r.get("verified") == "false":  # its manifest is not the one published: figures shown as unknown
-            agree = top1 = None
+            agree = top1 = ""
             signer = "UNVERIFIED"
         lines.append(f"{r['name'][:24]:24} {r.get('vnd.edgekit.variant', ''):7} {r.get('vnd.edgekit.target', ''):7} "
-                     f"{'' if agree is None else f'{100 * float(agree):.2f}%' + agree_ci:>25} "
-                     f"{'' if top1 is None else f'{100 * float(top1):.2f}%' + top1_ci:>26}  {signer[:16]:16}  "
+                     f"{agree:>25} {top1:>26}  {signer[:16]:16}  "
                      f"{r.get('org.opencontainers.image.created', '')}")
         if r.get("verified") == "false":
             lines.append(f"    {r.get('problem') or 'its manifest is not the one published (altered in the store)'}: "

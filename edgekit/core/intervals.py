@@ -66,9 +66,9 @@ def cell(value: float | None, interval: tuple[float, float] | list[float] | None
     return percent(value, interval).replace(" %", "%", 1)
 
 
-def points(value: float, interval: tuple[float, float] | list[float] | None) -> str:
-    """`0.33 points [-0.6, 1.5]`: a drop in top-1 points with its interval's ends."""
-    text = f"{value:.2f} points"
+def points(value: float, interval: tuple[float, float] | list[float] | None, unit: str = " points") -> str:
+    """`0.33 points [-0.6, 1.5]`: a drop in top-1 points with its interval's ends (`unit=""` in a table's cell)."""
+    text = f"{value:.2f}{unit}"
     if interval is None:
         return text
     lo, hi = interval

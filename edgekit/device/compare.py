@@ -32,10 +32,11 @@ def summary(report: dict) -> dict:
     lat = report["latency"][str(v["threads"])]
     th = report.get("thermal") or {}
     flags = (th.get("after") or {}).get("throttled")
+    agree, _, agree_ci = agreement(report)
     return {"bundle": report["bundle"]["name"], "device": device_name(report),
             "runtime": report["device"].get("runtime_package") or report["device"]["runtime"],
             "threads": v["threads"], "int8_p50_ms": lat["int8"]["p50_ms"], "fp32_p50_ms": lat["fp32"]["p50_ms"],
-            "speedup": v["speedup"], "agreement": agreement(report)[0], "agreement_ci95": agreement(report)[2],
+            "speedup": v["speedup"], "agreement": agree, "agreement_ci95": agree_ci,
             "int8_pays_off": v["clearly_faster"],
             "max_temperature_c": peak_c(th), "throttled": flags["raw"] if flags else None,
             "comparable": report.get("comparable", True), "time": report["time"]}

@@ -173,8 +173,8 @@ class Table:
     rows: list[dict] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = [f"# {self.title}", "", "| board | model | INT8 features | INT8 p50 | FP32 p50 | speed-up | agreement [95 %] | "
-                 "max temp | throttled | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines = [f"# {self.title}", "", "| board | model | INT8 features | INT8 p50 | FP32 p50 | speed-up | "
+                 "agreement [95 %] | max temp | throttled | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             if not r["ok"]:
                 lines.append(f"| {r['board']} | failed: {r['error']} | | | | | | | | |")

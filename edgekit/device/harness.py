@@ -105,13 +105,12 @@ def _golden(bundle: Path, data: bytes) -> dict:
     return g
 
 
-def golden_drift(bundle: Path, m: dict, runtime: str, content: dict[str, bytes], limit: int | None = None
-                 ) -> dict | None:
-    """INT8 and FP32 artifacts against the PyTorch FP32 logits recorded at build time, on the carried inputs (the
-    first `limit` of them: slow or emulated devices). `content`: verified_content's bytes."""
-    if GOLDEN_FILE not in content:
+def golden_drift(bundle: Path, m: dict, runtime: str, content: dict[str, bytes], g: dict | None,
+                 limit: int | None = None) -> dict | None:
+    """INT8 and FP32 artifacts against the PyTorch FP32 logits recorded at build time, on the carried inputs `g`
+    (_golden's arrays; the first `limit` of them: slow or emulated devices). `content`: verified_content's bytes."""
+    if g is None:
         return None
-    g = _golden(bundle, content[GOLDEN_FILE])
     if limit:
         g = {k: v[:limit] for k, v in g.items()}
     out = _logits(bundle, m, runtime, g["pixels"], content)
@@ -163,8 +162,9 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         runtimes.check_format(rt, bundle / m["artifacts"][p])
     samples = image_samples(m, Path(images), limit) if images is not None else None  # refused before timing
     content = verified_content(bundle, m)  # what the latency runs, the drift and the verdict all use
-    if GOLDEN_FILE in content:
-        px = _golden(bundle, content[GOLDEN_FILE])["pixels"][:1]
+    gold = _golden(bundle, content[GOLDEN_FILE]) if GOLDEN_FILE in content else None
+    if gold is not None:
+        px = gold["pixels"][:1]
     else:
         crop = m["preprocessing"]["crop"]
         px = np.full((1, crop, crop, 3), 128, np.uint8)
@@ -184,7 +184,7 @@ def run(bundle: Path, threads: list[int], runs: int, warmup: int, runtime: str =
         lat[str(t)]["int8_speedup"] = lat[str(t)]["fp32"]["p50_ms"] / lat[str(t)]["int8"]["p50_ms"]
     before, after = watch.before, watch.done()  # the latency runs are what heat and throttling spoil
     progress("drift: golden set", None)
-    golden = golden_drift(bundle, m, rt, content, golden_limit)
+    golden = golden_drift(bundle, m, rt, content, gold, golden_limit)
     run_warnings = fingerprint.run_warnings(fp, before, after)
     report = {
         "kind": "edgekit-bench",

@@ -36,9 +36,7 @@ def row(report: dict, manifest: dict, bundle: Path, threads: str) -> dict:
     if "top1_fp32" in val:
         top1 = (val, val, f"validation ({val['images']} images)")
     elif "top1_int8" in gold.get("int8", {}):
-        top1 = ({"top1_fp32": gold["int8"]["top1_fp32"], "top1_fp32_ci95": gold["int8"].get("top1_fp32_ci95"),
-                 "top1_int8": gold["int8"]["top1_int8"], "top1_int8_ci95": gold["int8"].get("top1_int8_ci95")},
-                report["golden"]["int8_vs_fp32"], f"golden set ({report['golden']['images']} images)")
+        top1 = (gold["int8"], report["golden"]["int8_vs_fp32"], f"golden set ({report['golden']['images']} images)")
     else:
         top1 = ({}, val, "no labels")
     labelled, agreed, source = top1
@@ -72,7 +70,8 @@ def markdown(rows: list[dict], title: str) -> str:
         lines.append(f"| {name} | {r['size_mb']:.2f} MB | {r['fp32_p50_ms']:.2f} ms | {r['int8_p50_ms']:.2f} ms | "
                      f"{r['speedup']:.2f}x | {_ci(r, 'top1_fp32')} | {_ci(r, 'top1_int8')} | "
                      f"{_ci(r, 'agreement')} | {r['int8_gmac_per_s']:.1f} | {r.get('verdict') or '—'} |")
-    lines += ["", "Brackets: 95 % intervals (Wilson). Top-1 from: " + "; ".join(sorted({f"{r['variant']}: {r['top1_source']}" for r in rows}))]
+    sources = "; ".join(sorted({f"{r['variant']}: {r['top1_source']}" for r in rows}))
+    lines += ["", f"Brackets: 95 % intervals (Wilson). Top-1 from: {sources}"]
     caveats = sorted({r["caveat"] for r in rows if r.get("caveat")})
     lines += [f"Note: the agreement figures were {c}" for c in caveats]
     return "\n".join(lines) + "\n"

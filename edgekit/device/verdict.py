@@ -59,4 +59,5 @@ def verdict(report: dict, threads: str | int | None = None) -> dict:
         advice = f"use the bundle's FP32 artifact ({fp32_file}: edgekit.load(BUNDLE, precision='fp32')) instead"
         line += f"; {advice}"
     return {"threads": int(threads), "int8_over_fp32": ratio, "speedup": 1 / ratio, "clearly_faster": faster,
-            "agreement": agree, "agreement_ci95": ci, "agreement_on": over, "causes": why, "advice": advice, "line": f"verdict: {line}"}
+            "agreement": agree, "agreement_ci95": ci, "agreement_on": over, "causes": why, "advice": advice,
+            "line": f"verdict: {line}"}
